@@ -55,4 +55,12 @@ def build_mixer(name: str, d_model: int, nhead: int, dropout: float = 0.0, **kwa
         raise TypeError(f"Bad option for mixer {name!r}: {err}") from err
 
 
-__all__ = ["MIXERS", "MIXER_CLASSES", "build_mixer", "check_mixer_name"]
+def mixer_options(options_per_mixer: Dict[str, dict], name: str) -> dict:
+    """The options of mixer ``name`` from a {mixer name: options} mapping (YAML ``mixer_options``)."""
+    check_mixer_name(name)
+    if name not in options_per_mixer:
+        raise ValueError(f"mixer_options has no entry for {name!r}; it has: {', '.join(options_per_mixer)}")
+    return dict(options_per_mixer[name] or {})
+
+
+__all__ = ["MIXERS", "MIXER_CLASSES", "build_mixer", "check_mixer_name", "mixer_options"]
