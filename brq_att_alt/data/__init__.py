@@ -1,0 +1,28 @@
+"""Data layer: synthetic eSpeak corpus, LibriSpeech preparation, audio reading."""
+
+from .audio import AudioReadError, read_audio
+from .librispeech import prepare_librispeech
+from .synthetic import (
+    SCENARIOS,
+    STYLES,
+    Speaker,
+    load_labels,
+    make_speakers,
+    make_synthetic_corpus,
+    plan_corpus,
+    synthesize_utterance,
+)
+
+__all__ = [
+    "AudioReadError",
+    "SCENARIOS",
+    "STYLES",
+    "Speaker",
+    "load_labels",
+    "make_speakers",
+    "make_synthetic_corpus",
+    "plan_corpus",
+    "prepare_librispeech",
+    "read_audio",
+    "synthesize_utterance",
+]

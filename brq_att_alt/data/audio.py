@@ -1,0 +1,45 @@
+"""Audio reading with clear errors (soundfile + torchaudio resampling)."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+
+class AudioReadError(RuntimeError):
+    """An audio file exists but cannot be decoded (corrupt, truncated, not audio)."""
+
+
+@lru_cache(maxsize=8)
+def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
+    return torchaudio.transforms.Resample(orig, new)
+
+
+def read_audio(path: Union[str, Path], sample_rate: int = 16000) -> torch.Tensor:
+    """Read an audio file as a float32 mono tensor of shape (samples,).
+
+    Multi-channel audio is averaged to mono; audio at another rate is resampled
+    to ``sample_rate`` (torchaudio's windowed-sinc resampler).
+
+    Raises FileNotFoundError if the file is missing and AudioReadError (naming
+    the file) if it cannot be decoded or holds no samples.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Audio file not found: {path}")
+    try:
+        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises LibsndfileError/RuntimeError/...
+        raise AudioReadError(f"Cannot decode audio file {path}: {err}") from err
+    if data.shape[0] == 0:
+        raise AudioReadError(f"Audio file {path} holds no samples")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    wav = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+    if int(file_rate) != int(sample_rate):
+        with torch.no_grad():
+            wav = _resampler(int(file_rate), int(sample_rate))(wav.unsqueeze(0))[0]
+    return wav.contiguous()

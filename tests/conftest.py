@@ -1,0 +1,76 @@
+"""Shared pytest fixtures.
+
+Data fixtures (session-scoped, made once per test session):
+
+- ``tiny_corpus``: a synthetic eSpeak corpus in the LibriSpeech layout (4
+  speakers, 2 utterances per speaker in train-clean-100, dev-clean and
+  test-clean, seed 1234): ``<root>/<split>/<spk>/<chapter>/*.flac`` + trans.txt,
+  ``<root>/labels.csv`` (ID,split,spk_id,voice,gender,scenario,style,duration,wrd).
+- ``real_librispeech``: the 12 real recordings of ../shared/testdata/real_speech
+  laid out as ``<tmp>/LibriSpeech/dev-clean/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac``
+  (speakers 1001 and 1002, chapters 2001 and 2002); the two files without a
+  transcript (utterance 0006) have no trans.txt line. Skips if the data is absent.
+"""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_SPEECH_CANDIDATES = (
+    REPO_ROOT.parent / "shared" / "testdata" / "real_speech",
+    REPO_ROOT / "shared" / "testdata" / "real_speech",
+)
+
+TINY_CORPUS_OPTIONS = {
+    "num_speakers": 4,
+    "utts_per_speaker": {"train-clean-100": 2, "dev-clean": 2, "test-clean": 2},
+    "seed": 1234,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Root folder of a tiny synthetic LibriSpeech-layout corpus (see module doc)."""
+    pytest.importorskip("espeakng_loader", reason="the synthetic corpus needs espeakng-loader")
+    from brq_att_alt.data.synthetic import make_synthetic_corpus
+
+    return make_synthetic_corpus(tmp_path_factory.mktemp("tiny_corpus") / "corpus",
+                                 **TINY_CORPUS_OPTIONS)
+
+
+def _real_speech_dir():
+    for candidate in REAL_SPEECH_CANDIDATES:
+        if (candidate / "transcripts.csv").is_file() and any(candidate.glob("*.wav")):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_librispeech(tmp_path_factory) -> Path:
+    """``<tmp>/LibriSpeech`` holding dev-clean made of the real test recordings."""
+    import soundfile as sf
+
+    source = _real_speech_dir()
+    if source is None:
+        pytest.skip(f"real speech test data not found in {REAL_SPEECH_CANDIDATES[0]}")
+    with open(source / "transcripts.csv", newline="") as fh:
+        texts = {row["ID"]: row["wrd"] for row in csv.DictReader(fh)}
+    root = tmp_path_factory.mktemp("real_librispeech") / "LibriSpeech"
+    lines = {}
+    for wav in sorted(source.glob("*.wav")):
+        spk_name, snt = wav.stem.split("_")  # spk1_snt3
+        n = int(spk_name[3:])
+        spk, chapter = str(1000 + n), str(2000 + n)
+        uid = f"{spk}-{chapter}-{int(snt[3:]):04d}"
+        folder = root / "dev-clean" / spk / chapter
+        folder.mkdir(parents=True, exist_ok=True)
+        data, rate = sf.read(str(wav), dtype="int16")
+        sf.write(str(folder / f"{uid}.flac"), data, rate, format="FLAC", subtype="PCM_16")
+        lines.setdefault(folder / f"{spk}-{chapter}.trans.txt", [])
+        if wav.stem in texts:
+            lines[folder / f"{spk}-{chapter}.trans.txt"].append(f"{uid} {texts[wav.stem]}\n")
+    for path, content in lines.items():
+        path.write_text("".join(sorted(content)))
+    return root

@@ -1,0 +1,410 @@
+"""Data layer: synthetic eSpeak corpus, LibriSpeech preparation, audio reading."""
+
+import csv
+import importlib.util
+import json
+import random
+import re
+import runpy
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from brq_att_alt.data import prepare_librispeech, read_audio
+from brq_att_alt.data.audio import AudioReadError
+from brq_att_alt.data.synthetic import (
+    COMPLETE_MARKER,
+    INCOMPLETE_MARKER,
+    LABEL_COLUMNS,
+    SCENARIOS,
+    STYLES,
+    load_labels,
+    make_sentence,
+    make_speakers,
+    make_synthetic_corpus,
+    plan_corpus,
+    synthesize_utterance,
+)
+
+SPLITS = ("train-clean-100", "dev-clean", "test-clean")
+ID_RE = re.compile(r"^(\d+)-(\d+)-(\d{4})$")
+WORDS_RE = re.compile(r"^[A-Z]+( [A-Z]+)*$")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+needs_espeak = pytest.mark.skipif(importlib.util.find_spec("espeakng_loader") is None,
+                                  reason="needs espeakng-loader (libespeak-ng)")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _voiced_frames(x, n=640, hop=160, thr=0.02):
+    frames = np.lib.stride_tricks.sliding_window_view(x, n)[::hop]
+    return frames[np.sqrt((frames ** 2).mean(axis=1)) > thr]
+
+
+def median_f0(x, sr=16000):
+    """Median F0 (Hz) of voiced frames by autocorrelation."""
+    lo, hi = int(sr / 450), int(sr / 60)
+    f0 = []
+    for fr in _voiced_frames(x):
+        fr = fr - fr.mean()
+        ac = np.correlate(fr, fr, "full")[len(fr) - 1:]
+        k = lo + int(np.argmax(ac[lo:hi]))
+        if ac[k] > 0.3 * ac[0]:
+            f0.append(sr / k)
+    assert f0, "no voiced frame found"
+    return float(np.median(f0))
+
+
+def long_term_log_spectrum(x, n=512):
+    frames = _voiced_frames(x, n=n)
+    spec = np.abs(np.fft.rfft(frames * np.hanning(n), axis=1)) ** 2
+    return np.log(spec.mean(axis=0) + 1e-10)
+
+
+def rms(x):
+    return float(np.sqrt(np.mean(x ** 2)))
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def corpus_options(corpus):
+    return json.loads((corpus / COMPLETE_MARKER).read_text())["options"]
+
+
+# ----------------------------------------------------------------------------- synthetic corpus
+def test_tiny_corpus_layout(tiny_corpus):
+    opts = corpus_options(tiny_corpus)
+    for split in SPLITS:
+        n_per_spk = opts["utts_per_speaker"][split]
+        speakers = sorted(p.name for p in (tiny_corpus / split).iterdir())
+        assert len(speakers) == opts["num_speakers"]
+        assert all(s.isdigit() for s in speakers)
+        for spk in speakers:
+            chapters = list((tiny_corpus / split / spk).iterdir())
+            assert len(chapters) == 1 and chapters[0].name.isdigit()
+            chapter = chapters[0]
+            flacs = sorted(chapter.glob("*.flac"))
+            assert len(flacs) == n_per_spk
+            trans = chapter / f"{spk}-{chapter.name}.trans.txt"
+            lines = trans.read_text().splitlines()
+            ids = [line.split(" ", 1)[0] for line in lines]
+            assert ids == [f.stem for f in flacs]
+            for line in lines:
+                uid, words = line.split(" ", 1)
+                m = ID_RE.match(uid)
+                assert m and m.group(1) == spk and m.group(2) == chapter.name
+                assert WORDS_RE.match(words), words
+    # chapters are unique across splits, like LibriSpeech
+    chapters = [c.name for s in SPLITS for c in (tiny_corpus / s).glob("*/*")]
+    assert len(chapters) == len(set(chapters))
+    assert "seed" in (tiny_corpus / "README.txt").read_text()
+
+
+def test_tiny_corpus_audio(tiny_corpus):
+    labels = {r["ID"]: r for r in load_labels(tiny_corpus)}
+    flacs = sorted(tiny_corpus.glob("*/*/*/*.flac"))
+    assert len(flacs) == len(labels) > 0
+    for path in flacs:
+        info = sf.info(str(path))
+        assert info.samplerate == 16000 and info.channels == 1
+        assert info.format == "FLAC" and info.subtype == "PCM_16"
+        assert 0.8 < info.duration < 10.0, (path, info.duration)
+        assert abs(info.duration - labels[path.stem]["duration"]) < 1e-3
+        x, _ = sf.read(str(path), dtype="float32")
+        assert rms(x) > 0.01, f"{path} is (nearly) silent"
+        assert np.abs(x).max() < 1.0
+        # roughly 2.5 to 5 words per second of speech
+        words = len(labels[path.stem]["wrd"].split())
+        assert 1.0 < words / info.duration < 6.0, (path, words, info.duration)
+
+
+def test_labels_consistent_with_files(tiny_corpus):
+    opts = corpus_options(tiny_corpus)
+    with open(tiny_corpus / "labels.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert tuple(header) == LABEL_COLUMNS
+    rows = load_labels(tiny_corpus)
+    trans = {}
+    for path in tiny_corpus.glob("*/*/*/*.trans.txt"):
+        for line in path.read_text().splitlines():
+            uid, words = line.split(" ", 1)
+            trans[uid] = (path.parts[-4], path.parts[-3], words)
+    assert {r["ID"] for r in rows} == set(trans)
+    voices = {}
+    for r in rows:
+        split, spk, words = trans[r["ID"]]
+        assert (r["split"], r["spk_id"], r["wrd"]) == (split, spk, words)
+        assert r["scenario"] in SCENARIOS and r["style"] in STYLES
+        assert r["gender"] in ("male", "female")
+        assert (tiny_corpus / split / spk / r["ID"].split("-")[1] / f"{r['ID']}.flac").is_file()
+        voices.setdefault(r["spk_id"], set()).add(r["voice"])
+    # one voice per speaker, distinct voices, every speaker in every split
+    assert all(len(v) == 1 for v in voices.values())
+    assert len({next(iter(v)) for v in voices.values()}) == opts["num_speakers"]
+    for split in SPLITS:
+        per_spk = Counter(r["spk_id"] for r in rows if r["split"] == split)
+        assert set(per_spk) == set(voices)
+        assert set(per_spk.values()) == {opts["utts_per_speaker"][split]}
+
+
+def test_corpus_reproducible(tiny_corpus, tmp_path):
+    opts = corpus_options(tiny_corpus)
+    kwargs = dict(num_speakers=opts["num_speakers"], utts_per_speaker=opts["utts_per_speaker"])
+    again = make_synthetic_corpus(tmp_path / "again", seed=opts["seed"], **kwargs)
+    assert (again / "labels.csv").read_bytes() == (tiny_corpus / "labels.csv").read_bytes()
+    for path in sorted(tiny_corpus.glob("*/*/*/*")):
+        twin = again / path.relative_to(tiny_corpus)
+        if path.suffix == ".flac":
+            a, _ = sf.read(str(path), dtype="int16")
+            b, _ = sf.read(str(twin), dtype="int16")
+            assert np.array_equal(a, b), f"audio differs: {path.name}"
+        else:
+            assert path.read_text() == twin.read_text()
+    # another seed: other texts and labels
+    other = plan_corpus(seed=opts["seed"] + 1, **kwargs)
+    same = plan_corpus(seed=opts["seed"], **kwargs)
+    assert [u.wrd for u in other] != [u.wrd for u in same]
+    assert [u.wrd for u in same] == [r["wrd"] for r in load_labels(tiny_corpus)]
+
+
+@needs_espeak
+def test_corpus_reuse_half_written_and_conflicts(tmp_path):
+    out = tmp_path / "c"
+    kwargs = dict(num_speakers=2, utts_per_speaker=1, seed=7)
+    make_synthetic_corpus(out, **kwargs)
+    flac = sorted(out.glob("*/*/*/*.flac"))[0]
+    stamp = (flac.stat().st_mtime_ns, (out / COMPLETE_MARKER).stat().st_mtime_ns)
+    t0 = time.perf_counter()
+    assert make_synthetic_corpus(out, **kwargs) == out.resolve()
+    assert time.perf_counter() - t0 < 1.0
+    assert (flac.stat().st_mtime_ns, (out / COMPLETE_MARKER).stat().st_mtime_ns) == stamp
+    # a half-written corpus (killed run) is regenerated
+    flac.unlink()
+    (out / INCOMPLETE_MARKER).write_text("{}")
+    make_synthetic_corpus(out, **kwargs)
+    assert flac.is_file() and not (out / INCOMPLETE_MARKER).exists()
+    # other options: refused unless overwrite
+    with pytest.raises(FileExistsError):
+        make_synthetic_corpus(out, num_speakers=2, utts_per_speaker=1, seed=8)
+    before = (out / "labels.csv").read_text()
+    make_synthetic_corpus(out, num_speakers=2, utts_per_speaker=1, seed=8, overwrite=True)
+    assert (out / "labels.csv").read_text() != before
+    # a foreign non-empty folder is not clobbered
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        make_synthetic_corpus(foreign, **kwargs)
+    with pytest.raises(ValueError):
+        make_synthetic_corpus(tmp_path / "bad", num_speakers=2, utts_per_speaker={"dev-cleen": 1})
+
+
+@needs_espeak
+def test_cli_makes_corpus(tmp_path, capsys):
+    main = runpy.run_path(str(REPO_ROOT / "scripts" / "make_tiny_corpus.py"))["main"]
+    out = tmp_path / "cli"
+    assert main(["--out", str(out), "--speakers", "2", "--train-utts", "1", "--dev-utts", "1",
+                 "--test-utts", "1", "--seed", "3", "--quiet"]) == 0
+    rows = load_labels(out)
+    assert len(rows) == 6 and {r["split"] for r in rows} == set(SPLITS)
+    assert corpus_options(out)["seed"] == 3
+
+
+@needs_espeak
+def test_speakers_and_texts():
+    speakers = make_speakers(24, seed=0)
+    assert len({s.voice for s in speakers}) == 24
+    assert Counter(s.gender for s in speakers) == {"male": 12, "female": 12}
+    assert len({s.language for s in speakers}) >= 8
+    assert [s.voice for s in make_speakers(24, seed=5)] == [s.voice for s in speakers]
+    assert len(SCENARIOS) >= 6 and len(STYLES) >= 4
+    rng = random.Random(0)
+    for scenario in SCENARIOS:
+        for _ in range(30):
+            spoken, words = make_sentence(scenario, rng)
+            assert WORDS_RE.match(words), words
+            assert spoken[:-1] == words.lower() and spoken[-1] in ".?"
+    plan = plan_corpus(num_speakers=8, utts_per_speaker=8, seed=1)
+    for split in SPLITS:
+        scen = Counter(u.scenario for u in plan if u.split == split)
+        sty = Counter(u.style for u in plan if u.split == split)
+        assert set(scen) == set(SCENARIOS) and max(scen.values()) - min(scen.values()) <= 1
+        assert set(sty) == set(STYLES) and max(sty.values()) - min(sty.values()) <= 1
+    assert len({u.wrd for u in plan}) == len(plan)  # no repeated sentence
+
+
+@needs_espeak
+def test_voices_really_differ():
+    text = "SET AN ALARM FOR SEVEN AM TOMORROW"
+    speakers = make_speakers(4, seed=1234)
+    male, female, male2 = speakers[0], speakers[1], speakers[2]
+    assert (male.gender, female.gender, male2.gender) == ("male", "female", "male")
+    x_m = synthesize_utterance(text, male)
+    x_f = synthesize_utterance(text, female)
+    x_m2 = synthesize_utterance(text, male2)
+    x_m_again = synthesize_utterance(text, male, seed=5)
+    assert median_f0(x_f) > 1.4 * median_f0(x_m)
+    # two male voices: long-term spectra differ far more than two takes of one voice
+    ref = long_term_log_spectrum(x_m)
+    same = np.sqrt(np.mean((ref - long_term_log_spectrum(x_m_again)) ** 2))
+    other = np.sqrt(np.mean((ref - long_term_log_spectrum(x_m2)) ** 2))
+    assert other > 3 * same, (other, same)
+
+
+@needs_espeak
+@pytest.mark.parametrize("index", [0, 1])
+def test_styles_prosody_direction(index):
+    text = "WHAT IS THE WEATHER LIKE IN LONDON THIS WEEKEND"
+    spk = make_speakers(2, seed=1234)[index]
+    x = {style: synthesize_utterance(text, spk, style=style) for style in STYLES}
+    dur = {k: len(v) / 16000 for k, v in x.items()}
+    f0 = {k: median_f0(v) for k, v in x.items()}
+    loud = {k: rms(v) for k, v in x.items()}
+    assert dur["sad"] > 1.15 * dur["neutral"] > 1.15 * dur["happy"]
+    assert dur["angry"] < dur["neutral"]
+    assert f0["happy"] > 1.1 * f0["neutral"] > 1.1 * f0["sad"]
+    assert loud["angry"] > 1.15 * loud["neutral"] > 1.15 * loud["sad"]
+
+
+# ----------------------------------------------------------------------------- LibriSpeech prep
+def test_prepare_real_librispeech(real_librispeech, tmp_path):
+    out = prepare_librispeech(real_librispeech, tmp_path / "save", splits=["dev-clean"])
+    assert out == {"dev-clean": str(tmp_path / "save" / "dev-clean.csv")}
+    rows = read_csv(out["dev-clean"])
+    assert list(rows[0].keys()) == ["ID", "duration", "wav", "spk_id", "wrd"]
+    expected = {}
+    for trans in real_librispeech.glob("dev-clean/*/*/*.trans.txt"):
+        for line in trans.read_text().splitlines():
+            uid, words = line.split(" ", 1)
+            expected[uid] = words
+    assert len(expected) == 10
+    assert [r["ID"] for r in rows] == sorted(expected)
+    for r in rows:
+        assert r["wrd"] == expected[r["ID"]]
+        assert Path(r["wav"]).is_absolute() and Path(r["wav"]).is_file()
+        assert r["spk_id"] == r["ID"].split("-")[0] in ("1001", "1002")
+        assert abs(float(r["duration"]) - sf.info(r["wav"]).duration) < 1e-4
+        assert 1.5 < float(r["duration"]) < 3.5
+    # the two recordings without a transcript are skipped and listed
+    skipped = (tmp_path / "save" / "dev-clean_skipped.txt").read_text().splitlines()
+    assert sorted(Path(s.split("\t")[0]).stem for s in skipped) == ["1001-2001-0006",
+                                                                    "1002-2002-0006"]
+    assert all("no transcript" in s for s in skipped)
+
+
+def test_prepare_accepts_parent_folder(real_librispeech, tmp_path):
+    out = prepare_librispeech(real_librispeech.parent, tmp_path, splits=("dev-clean",))
+    assert len(read_csv(out["dev-clean"])) == 10
+
+
+def test_prepare_synthetic_corpus(tiny_corpus, tmp_path):
+    out = prepare_librispeech(tiny_corpus, tmp_path)
+    labels = {r["ID"]: r for r in load_labels(tiny_corpus)}
+    for split in SPLITS:
+        rows = read_csv(out[split])
+        expected = sorted(i for i, r in labels.items() if r["split"] == split)
+        assert [r["ID"] for r in rows] == expected
+        for r in rows:
+            lab = labels[r["ID"]]
+            assert (r["spk_id"], r["wrd"]) == (lab["spk_id"], lab["wrd"])
+            assert abs(float(r["duration"]) - lab["duration"]) < 1e-3
+        assert (tmp_path / f"{split}_skipped.txt").read_text() == ""
+
+
+def test_prepare_errors(tmp_path, tiny_corpus):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        prepare_librispeech(tmp_path / "nowhere", tmp_path / "s")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="does not look like LibriSpeech"):
+        prepare_librispeech(tmp_path / "junk", tmp_path / "s")
+    # one split missing: the error names it and where it was expected
+    with pytest.raises(FileNotFoundError, match="test-other"):
+        prepare_librispeech(tiny_corpus, tmp_path / "s", splits=("dev-clean", "test-other"))
+    empty = tmp_path / "Empty"
+    (empty / "dev-clean").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no .flac"):
+        prepare_librispeech(empty, tmp_path / "s", splits=("dev-clean",))
+    # audio but no transcripts at all
+    noscript = tmp_path / "NoScript" / "dev-clean" / "1" / "2"
+    noscript.mkdir(parents=True)
+    sf.write(str(noscript / "1-2-0000.flac"), np.zeros(1600, np.int16), 16000)
+    with pytest.raises(ValueError, match="trans.txt"):
+        prepare_librispeech(tmp_path / "NoScript", tmp_path / "s", splits=("dev-clean",))
+
+
+def test_prepare_skips_corrupt_audio(real_librispeech, tmp_path):
+    data = tmp_path / "LibriSpeech"
+    shutil.copytree(real_librispeech, data)
+    chapter = data / "dev-clean" / "1001" / "2001"
+    good = chapter / "1001-2001-0001.flac"
+    raw = good.read_bytes()
+    (chapter / "1001-2001-0007.flac").write_bytes(b"not audio at all" * 100)
+    (chapter / "1001-2001-0008.flac").write_bytes(raw[: len(raw) // 2])  # truncated
+    (chapter / "1001-2001-0009.flac").write_bytes(b"")
+    with open(chapter / "1001-2001.trans.txt", "a") as fh:
+        fh.write("1001-2001-0007 GARBAGE\n1001-2001-0008 TRUNCATED\n1001-2001-0009 EMPTY\n")
+    out = prepare_librispeech(data, tmp_path / "save", splits=["dev-clean"])
+    ids = [r["ID"] for r in read_csv(out["dev-clean"])]
+    assert len(ids) == 10 and not {"1001-2001-0007", "1001-2001-0008", "1001-2001-0009"} & set(ids)
+    skipped = (tmp_path / "save" / "dev-clean_skipped.txt").read_text().splitlines()
+    unreadable = sorted(Path(s.split("\t")[0]).name for s in skipped if "unreadable" in s)
+    assert unreadable == ["1001-2001-0007.flac", "1001-2001-0008.flac", "1001-2001-0009.flac"]
+
+
+def test_prepare_duration_filters_and_reuse(real_librispeech, tmp_path):
+    save = tmp_path / "save"
+    out = prepare_librispeech(real_librispeech, save, splits=["dev-clean"])
+    all_rows = read_csv(out["dev-clean"])
+    durations = sorted(float(r["duration"]) for r in all_rows)
+    mid = (durations[4] + durations[5]) / 2
+    csv_file = save / "dev-clean.csv"
+    stamp = csv_file.stat().st_mtime_ns
+    # same options: not re-prepared
+    prepare_librispeech(real_librispeech, save, splits=["dev-clean"])
+    assert csv_file.stat().st_mtime_ns == stamp
+    # new options: re-prepared
+    rows = read_csv(prepare_librispeech(real_librispeech, save, splits=["dev-clean"],
+                                        min_duration=mid)["dev-clean"])
+    assert len(rows) == 5 and all(float(r["duration"]) >= mid for r in rows)
+    rows = read_csv(prepare_librispeech(real_librispeech, save, splits=["dev-clean"],
+                                        max_duration=mid)["dev-clean"])
+    assert len(rows) == 5 and all(float(r["duration"]) <= mid for r in rows)
+    assert json.loads((save / "dev-clean_prepare.json").read_text())["max_duration"] == mid
+    with pytest.raises(ValueError, match="No usable utterance"):
+        prepare_librispeech(real_librispeech, save, splits=["dev-clean"], min_duration=100.0)
+    # skip_prep: paths only, nothing touched
+    stamp = csv_file.stat().st_mtime_ns
+    assert prepare_librispeech("/does/not/exist", save, splits=["dev-clean"], skip_prep=True) == {
+        "dev-clean": str(csv_file)}
+    assert csv_file.stat().st_mtime_ns == stamp
+
+
+# ----------------------------------------------------------------------------- read_audio
+def test_read_audio(tiny_corpus, tmp_path):
+    path = sorted(tiny_corpus.glob("dev-clean/*/*/*.flac"))[0]
+    ref, _ = sf.read(str(path), dtype="float32")
+    wav = read_audio(path)
+    assert wav.dtype == torch.float32 and wav.dim() == 1
+    assert torch.allclose(wav, torch.from_numpy(ref))
+    half = read_audio(path, sample_rate=8000)
+    assert abs(half.numel() - ref.shape[0] / 2) <= 1
+    # stereo 8 kHz -> mono 16 kHz
+    stereo = np.stack([ref[::2], 0.5 * ref[::2]], axis=1)
+    sf.write(str(tmp_path / "st.wav"), stereo, 8000)
+    mono = read_audio(tmp_path / "st.wav")
+    assert mono.dim() == 1 and abs(mono.numel() - 2 * stereo.shape[0]) <= 2
+    assert abs(rms(mono.numpy()) - 0.75 * rms(ref)) < 0.1 * rms(ref)
+    with pytest.raises(FileNotFoundError, match="missing.flac"):
+        read_audio(tmp_path / "missing.flac")
+    (tmp_path / "bad.flac").write_bytes(b"garbage" * 50)
+    with pytest.raises(AudioReadError, match="bad.flac"):
+        read_audio(tmp_path / "bad.flac")
