@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""BEST-RQ pre-training of a Conformer whose self-attention is a swappable token mixer.
+
+Usage::
+
+    python train.py hparams/brq_mhsa.yaml --data_folder /data/LibriSpeech
+    python train.py hparams/brq_mhsa.yaml --attention_type=pom      # swap the mixer
+    python train.py hparams/brq_tiny.yaml                            # CPU demo, synthetic corpus
+    torchrun --nproc_per_node=8 train.py hparams/brq_mamba.yaml --data_folder ...
+
+The data folder has the LibriSpeech layout. When it is the YAML's ``synthetic_folder``
+and does not exist yet, the synthetic espeak-ng corpus is generated there first.
+A run resumes from its newest checkpoint (intra-epoch ones included) when started
+again with the same output folder.
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
+
+from brq_att_alt.data import make_synthetic_corpus, prepare_librispeech, read_audio
+from brq_att_alt.mixers import check_mixer_name
+from brq_att_alt.model import count_parameters
+from brq_att_alt.pretrained import save_model_config
+
+logger = logging.getLogger(__name__)
+
+
+class BestRQBrain(sb.core.Brain):
+    """Masked prediction of random-projection-quantised filterbank frames."""
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        wavs, wav_lens = batch.sig
+        feats, padding_mask = self.hparams.compute_features(wavs, wav_lens)
+        model = self.modules.model
+        targets = getattr(model, "module", model).targets(feats)  # (B, T/4), from unmasked feats
+        masked_feats, frame_mask = self.hparams.masker(feats, padding_mask)
+        out = model(masked_feats, padding_mask)
+        # encoder frame t covers fbank frames [4t, 4t + 4); spans start at multiples of 4
+        encoder_mask = frame_mask[:: self.hparams.stack_frames][: targets.shape[1]]
+        return out["logits"], out["padding_mask"], targets, encoder_mask
+
+    def compute_objectives(self, predictions, batch, stage):
+        logits, padding_mask, targets, encoder_mask = predictions
+        selected = encoder_mask.unsqueeze(0) & ~padding_mask  # masked and valid frames
+        logits, targets = logits[selected].float(), targets[selected]
+        loss = F.cross_entropy(logits, targets)
+        with torch.no_grad():
+            self.correct += (logits.argmax(-1) == targets).sum().item()
+            self.total += targets.numel()
+        return loss
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        if should_step:
+            self.hparams.noam_annealing(self.optimizer)
+
+    def on_stage_start(self, stage, epoch=None):
+        self.correct, self.total = 0, 0
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        stats = {"loss": stage_loss, "acc": self.correct / max(self.total, 1)}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        if stage == sb.Stage.VALID:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "steps": self.optimizer_step, "lr": lr},
+                train_stats=self.train_stats,
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                end_of_epoch=True,
+                meta={"acc": stats["acc"], "epoch": epoch, "steps": self.optimizer_step},
+                num_to_keep=self.hparams.checkpoints_to_keep,
+            )
+        elif stage == sb.Stage.TEST:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
+
+
+def dataio_prepare(hparams):
+    """CSV manifests -> train/valid DynamicItemDatasets with a robust audio pipeline."""
+    datasets = {}
+    for name, csv in (("train", hparams["train_csv"]), ("valid", hparams["valid_csv"])):
+        data = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path=csv)
+        datasets[name] = data.filtered_sorted(
+            sort_key="duration",
+            key_min_value={"duration": hparams["min_duration"]},
+            key_max_value={"duration": hparams["max_duration"]},
+        )
+        if len(datasets[name]) == 0:
+            raise ValueError(
+                f"No utterance of {csv} lies within min_duration={hparams['min_duration']} and "
+                f"max_duration={hparams['max_duration']} s: check the data or these keys."
+            )
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def audio_pipeline(wav):
+        return read_audio(wav, sample_rate=hparams["sample_rate"])
+
+    sb.dataio.dataset.add_dynamic_item(list(datasets.values()), audio_pipeline)
+    sb.dataio.dataset.set_output_keys(list(datasets.values()), ["id", "sig"])
+
+    train_sampler = sb.dataio.sampler.DynamicBatchSampler(
+        datasets["train"],
+        max_batch_length=hparams["max_batch_length"],
+        num_buckets=hparams["num_buckets"],
+        length_func=lambda x: x["duration"],
+        shuffle=hparams["shuffle"],
+        batch_ordering="random",
+        seed=hparams["seed"],
+    )
+    return datasets["train"], datasets["valid"], train_sampler
+
+
+def prepare_data(hparams):
+    """Make the synthetic corpus if it is the data folder and absent; write the manifests."""
+    data_folder = Path(hparams["data_folder"])
+    if data_folder.resolve() == Path(hparams["synthetic_folder"]).resolve():
+        make_synthetic_corpus(data_folder, **hparams["synthetic_corpus_options"])
+    splits = list(hparams["train_splits"]) + [hparams["valid_split"]]
+    prepare_librispeech(
+        data_folder,
+        hparams["manifest_folder"],
+        splits=splits,
+        min_duration=hparams["min_duration"],
+        max_duration=hparams["max_duration"],
+    )
+
+
+def merge_train_manifests(hparams):
+    """Concatenate the train split CSVs into ``train_csv`` (one header)."""
+    folder = Path(hparams["manifest_folder"])
+    lines = []
+    for i, split in enumerate(hparams["train_splits"]):
+        rows = (folder / f"{split}.csv").read_text().splitlines()
+        lines += rows if i == 0 else rows[1:]
+    Path(hparams["train_csv"]).write_text("\n".join(lines) + "\n")
+
+
+def load_hparams(argv):
+    """sb.parse_arguments + load_hyperpyyaml, with clear errors for bad overrides and mixers."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    with open(hparams_file, encoding="utf-8") as fin:
+        try:
+            hparams = load_hyperpyyaml(fin, overrides)
+        except KeyError as err:  # hyperpyyaml: "Override 'x' not found in: [...]"
+            if not str(err).strip("\"'").startswith("Override"):
+                raise
+            raise SystemExit(
+                f"{hparams_file}: {err.args[0].split(' in:')[0]}. Every --key=value must name a key "
+                "of the YAML file (check the spelling), or be a SpeechBrain run option."
+            ) from err
+    check_mixer_name(hparams["attention_type"])
+    return hparams_file, run_opts, overrides, hparams
+
+
+def main(argv=None, brain_class=BestRQBrain):
+    """Run pre-training; ``argv`` as on the command line (default sys.argv[1:])."""
+    argv = sys.argv[1:] if argv is None else argv
+    hparams_file, run_opts, overrides, hparams = load_hparams(argv)
+    if run_opts.get("precision") == "fp16" and not torch.cuda.is_available():
+        raise SystemExit("--precision fp16 needs a CUDA device; use bf16 or fp32 on CPU.")
+
+    sb.utils.distributed.ddp_init_group(run_opts)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    run_on_main(prepare_data, kwargs={"hparams": hparams})
+    run_on_main(merge_train_manifests, kwargs={"hparams": hparams})
+    run_on_main(save_model_config, args=[hparams["model"], hparams["save_folder"]])
+
+    model = hparams["model"]
+    logger.info(
+        "BEST-RQ model, mixer %s: %.2fM trainable parameters", hparams["attention_type"], count_parameters(model) / 1e6
+    )
+    train_data, valid_data, train_sampler = dataio_prepare(hparams)
+
+    brain = brain_class(
+        modules=hparams["modules"],
+        opt_class=hparams["optimizer"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs={"batch_sampler": train_sampler, "num_workers": hparams["num_workers"]},
+        valid_loader_kwargs=hparams["valid_dataloader_options"],
+        progressbar=hparams["progressbar"],
+    )
+    return brain
+
+
+if __name__ == "__main__":
+    main()
