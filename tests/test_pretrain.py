@@ -108,8 +108,10 @@ def test_wrong_data_folder_is_a_clear_error(tmp_path):
 def librispeech_960_layout(tiny_corpus, tmp_path_factory):
     """The tiny corpus with the three 960 h training splits, as the base YAMLs expect."""
     root = tmp_path_factory.mktemp("LibriSpeech")
-    for split in ("train-clean-100", "train-clean-360", "train-other-500", "dev-clean"):
-        (root / split).symlink_to(Path(tiny_corpus) / ("train-clean-100" if split.startswith("train") else split))
+    sources = {"train-clean-100": "train-clean-100", "train-clean-360": "dev-clean",
+               "train-other-500": "test-clean", "dev-clean": "dev-clean"}
+    for split, source in sources.items():
+        (root / split).symlink_to(Path(tiny_corpus) / source)
     return root
 
 

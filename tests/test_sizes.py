@@ -51,6 +51,8 @@ def test_yaml_instantiates_with_matching_size(mixer, size, tmp_path):
     assert hp["attention_type"] == mixer and hp["size_name"] == size
     assert hp["d_model"] == D_MODEL[mixer][size]
     assert count_parameters(hp["model"]) == parameter_count(mixer, size)
+    # the public large Mamba config had lr 0: every paper config trains with the same recipe
+    assert hp["lr"] == 0.0008 and hp["warmup_steps"] == 25000 and hp["optimizer_step_limit"] == 200000
     assert isinstance(hp["model"].encoder.layers[0].mixer, MIXER_CLASSES[mixer])
 
 
