@@ -1,0 +1,383 @@
+"""Bidirectional Mamba token mixer (selective state space model, Gu & Dao 2023).
+
+``Mamba`` is one causal selective-SSM block; ``BiMamba`` (registered as ``mamba``)
+adds a second block run on each sequence reversed *within its own length*, so the
+mixer is padding-exact. On CPU (or on CUDA without the kernels) the selective scan
+is pure PyTorch: time is cut into blocks of ``chunk_size`` frames carrying the state,
+and each block is scanned in log depth with O(T) work (no loop over frames). On CUDA
+the kernels of ``mamba-ssm`` and ``causal-conv1d`` are used when they can be imported.
+"""
+
+import functools
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..padding import reverse_padded, zero_padded
+
+DEFAULT_CHUNK_SIZE = 128
+# On CPU a block's (frames, B, D, N) tensors are kept under this size: bigger ones are
+# mmap'ed and page-faulted afresh on every allocation (glibc's 32 MiB mmap threshold),
+# which measured ~4x slower per element than heap-reused ones.
+CPU_BLOCK_BYTES = 16 * 2**20
+CUDA_INSTALL_HINT = "pip install brq_att_alt[cuda]"
+
+
+# --------------------------------------------------------------------------- scan
+
+
+def _upcast(u, delta, A, B, C, delta_bias, delta_softplus):
+    """Cast the scan inputs to fp32 (fp64 stays fp64); delta gets its bias and softplus."""
+    dtype = torch.promote_types(u.dtype, torch.float32)
+    delta = delta.to(dtype)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(dtype).unsqueeze(-1)
+    if delta_softplus:
+        delta = F.softplus(delta)
+    return u.to(dtype), delta, A.to(dtype), B.to(dtype), C.to(dtype)
+
+
+def _finish(y, u, D, z, dtype):
+    """Skip connection ``y + D * u``, gate ``* silu(z)``, cast back to ``dtype``.
+
+    y, u, z: (B, D, T); D: (D,) or None.
+    """
+    if D is not None:
+        y = y + u * D.to(y.dtype).unsqueeze(-1)
+    if z is not None:
+        y = y * F.silu(z.to(y.dtype))
+    return y.to(dtype)
+
+
+def _linear_scan_(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """In place, b becomes h: h_t = a_t * h_{t-1} + b_t with h_{-1} = h0 (no autograd).
+
+    a, b: (T, ...) with time first, 0 < a <= 1 (a is only read); h0: (...).
+    Log-depth, O(T) work (Blelloch-style): frame pairs (2i, 2i+1) are folded into one
+    step (a_o a_e, a_o b_e + b_o) stored on the odd frame, the half-length sequence of
+    pairs is scanned recursively (odd frames then hold their states), and each even
+    frame takes one more step from the odd frame before it. Only products of numbers
+    in (0, 1] appear, so nothing can overflow.
+    """
+    if a.shape[0] == 1:
+        return b.addcmul_(a, h0)
+    a_e, a_o = a[0::2], a[1::2]  # ceil(T/2), floor(T/2) frames
+    b_e, b_o = b[0::2], b[1::2]
+    n, m = a_o.shape[0], a_e.shape[0]
+    b_o.addcmul_(a_o, b_e[:n])
+    _linear_scan_(a_o * a_e[:n], b_o, h0)
+    b_e[1:].addcmul_(a_e[1:], b_o[: m - 1])
+    b_e[0].addcmul_(a_e[0], h0)
+    return b
+
+
+class _LinearScanFn(torch.autograd.Function):
+    """h = scan of h_t = a_t h_{t-1} + b_t from h0, computed in b's memory (b is
+    consumed), with a hand-written backward.
+
+    The adjoint is the same recurrence run backwards in time:
+    lam_t = dL/dh_t + a_{t+1} lam_{t+1}; then dL/db_t = lam_t, dL/da_t = lam_t h_{t-1}
+    and dL/dh0 = a_0 lam_0.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, h0):
+        h = _linear_scan_(a, b, h0)
+        ctx.mark_dirty(b)
+        ctx.save_for_backward(a, h, h0)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h):
+        a, h, h0 = ctx.saved_tensors
+        a_next = torch.cat([torch.zeros_like(a[:1]), a[1:].flip(0)])  # a_{t+1}, reversed
+        lam = _linear_scan_(a_next, grad_h.flip(0), torch.zeros_like(h0)).flip(0)
+        h_prev = torch.cat([h0.unsqueeze(0), h[:-1]])
+        return lam * h_prev, lam, a[0] * lam[0]
+
+
+class _Recompute(torch.autograd.Function):
+    """Activation checkpointing of ``fn(*inputs)``: nothing of fn's graph is kept, the
+    backward runs fn again with autograd on. (``torch.utils.checkpoint`` does the same
+    but imports torch._dynamo on first use, seconds of start-up.)
+    """
+
+    @staticmethod
+    def forward(ctx, fn, *inputs):
+        ctx.fn = fn
+        ctx.save_for_backward(*inputs)
+        with torch.no_grad():
+            return fn(*inputs)
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        inputs = [x.detach().requires_grad_(x.requires_grad) for x in ctx.saved_tensors]
+        with torch.enable_grad(), torch.autocast(inputs[0].device.type, enabled=False):
+            outputs = ctx.fn(*inputs)
+        wanted = [x for x in inputs if x.requires_grad]
+        grads = iter(torch.autograd.grad(outputs, wanted, grad_outputs, allow_unused=True))
+        return (None, *(next(grads) if x.requires_grad else None for x in inputs))
+
+
+def _scan_block(u, delta, A, B, C, h0):
+    """Selective scan of one block of frames, starting from state h0, time first.
+
+    u, delta: (t, B, D) fp32 (delta after softplus); A: (D, N); B, C: (t, B, N);
+    h0: (B, D, N). Returns y (t, B, D) without skip and gate, and the last state (B, D, N).
+    """
+    decay = (delta.unsqueeze(-1) * A).exp_()  # (t, B, D, N), in (0, 1]
+    drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # (t, B, D, N)
+    h = _LinearScanFn.apply(decay, drive, h0)
+    y = torch.matmul(h, C.unsqueeze(-1)).squeeze(-1)  # (t, B, D): C_t . h_t
+    return y, h[-1].clone()  # a copy, so that the block's states can be freed
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+    z: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    checkpoint_blocks: bool = True,
+) -> torch.Tensor:
+    """Selective scan in pure PyTorch, same arguments and result as mamba-ssm's kernel.
+
+    h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t;  y_t = C_t . h_t + D u_t;  y_t *= silu(z_t)
+
+    Args:
+        u: (B, D, T) input; delta: (B, D, T) step sizes (before ``delta_bias``/softplus).
+        A: (D, N), negative; B, C: (B, N, T) input-dependent projections.
+        D: (D,) skip, or None; z: (B, D, T) gate, or None.
+        delta_bias: (D,) added to delta; delta_softplus: apply softplus to delta.
+        chunk_size: frames per block; memory is O(B * chunk_size * D * N), whatever T.
+            On CPU a block is also capped at ``CPU_BLOCK_BYTES`` per (frames, B, D, N) tensor.
+        checkpoint_blocks: when autograd records, recompute each block in backward
+            instead of keeping its (B, D, chunk, N) intermediates (T-independent memory).
+    Returns:
+        y: (B, D, T), dtype of u. Computed in fp32 (fp64 for fp64 inputs).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    dtype = u.dtype
+    u, delta, A, B, C = _upcast(u, delta, A, B, C, delta_bias, delta_softplus)
+    time_first = [x.permute(2, 0, 1) for x in (u, delta, B, C)]  # (T, B, D) / (T, B, N)
+    h = u.new_zeros(u.shape[0], A.shape[0], A.shape[1])
+    if u.device.type == "cpu":
+        chunk_size = min(chunk_size, max(1, CPU_BLOCK_BYTES // (h.numel() * h.element_size())))
+    record = checkpoint_blocks and torch.is_grad_enabled()
+    ys = []
+    with torch.autocast(u.device.type, enabled=False):  # keep the matmul in fp32
+        for start in range(0, u.shape[-1], chunk_size):
+            u_t, delta_t, B_t, C_t = [x[start : start + chunk_size] for x in time_first]
+            args = (u_t.contiguous(), delta_t.contiguous(), A, B_t, C_t, h)
+            if record and any(t.requires_grad for t in args):
+                y, h = _Recompute.apply(_scan_block, *args)
+            else:
+                y, h = _scan_block(*args)
+            ys.append(y)
+    y = torch.cat(ys, dim=0).permute(1, 2, 0)  # (B, D, T)
+    return _finish(y, u, D, z, dtype)
+
+
+def selective_scan_reference(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+    z: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """Frame-by-frame loop of the same recurrence as ``selective_scan`` (tests only).
+
+    Shapes as in ``selective_scan``; returns y (B, D, T). O(T) Python steps: slow.
+    """
+    dtype = u.dtype
+    u, delta, A, B, C = _upcast(u, delta, A, B, C, delta_bias, delta_softplus)
+    h = u.new_zeros(u.shape[0], A.shape[0], A.shape[1])  # (B, D, N)
+    ys = []
+    for t in range(u.shape[-1]):
+        decay = torch.exp(delta[:, :, t, None] * A)  # (B, D, N)
+        drive = (delta[:, :, t] * u[:, :, t]).unsqueeze(-1) * B[:, None, :, t]
+        h = decay * h + drive
+        ys.append((h * C[:, None, :, t]).sum(-1))  # (B, D)
+    return _finish(torch.stack(ys, dim=-1), u, D, z, dtype)
+
+
+# --------------------------------------------------------------------------- CUDA kernels
+
+
+@functools.lru_cache(maxsize=None)
+def _load_cuda_kernels():
+    """(selective_scan_fn, causal_conv1d_fn) from mamba-ssm / causal-conv1d, or None.
+
+    Imported lazily and once: a missing or broken install just means None.
+    """
+    try:
+        from causal_conv1d import causal_conv1d_fn
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception:  # ImportError, or a build that fails to load its extension
+        return None
+    return selective_scan_fn, causal_conv1d_fn
+
+
+def _check_use_cuda_kernels(option: Union[bool, str]) -> Union[bool, str]:
+    """Validate ``use_cuda_kernels``; True without the kernels installed raises."""
+    if option not in (True, False, "auto"):
+        raise ValueError(f"use_cuda_kernels must be True, False or 'auto', got {option!r}")
+    if option is True and _load_cuda_kernels() is None:
+        raise ImportError(
+            "use_cuda_kernels=True but the Mamba CUDA kernels (mamba_ssm, causal_conv1d) "
+            f"cannot be imported: `{CUDA_INSTALL_HINT}` on a CUDA machine, or set "
+            "use_cuda_kernels='auto' to fall back to the PyTorch scan."
+        )
+    return option
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class Mamba(nn.Module):
+    """One causal (left-to-right) Mamba block: x (B, T, d_model) -> (B, T, d_model).
+
+    Output frame t depends on input frames <= t only, so right padding never changes
+    the valid frames. Parameter names and shapes follow mamba-ssm's ``mamba_simple``.
+
+    Args:
+        d_model: model width; d_inner = expand * d_model.
+        d_state: SSM state size N per channel. d_conv: causal depthwise conv kernel.
+        dt_rank: rank of the delta projection, "auto" = ceil(d_model / 16).
+        dt_min, dt_max, dt_init_floor: range of the initial step size (softplus(bias)).
+        chunk_size: frames per block of the PyTorch scan.
+        use_cuda_kernels: "auto" (kernels if installed and input on CUDA), True (require
+            them: raises here if not installed), False (always the PyTorch scan). The
+            kernels are CUDA-only: CPU inputs always take the PyTorch scan.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: Union[int, str] = "auto",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dt_init_floor: float = 1e-4,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        use_cuda_kernels: Union[bool, str] = "auto",
+    ):
+        super().__init__()
+        self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.chunk_size = chunk_size
+        self.use_cuda_kernels = _check_use_cuda_kernels(use_cuda_kernels)
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        # Depthwise conv; causality comes from padding d_conv - 1 frames on the left only.
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, bias=True)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+
+        # S4D-real: A[:, n] = -(n + 1) for every channel, stored as log(-A).
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))  # (d_inner, d_state)
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.A_log._no_weight_decay = True
+        self.D._no_weight_decay = True
+        self._init_dt_proj(dt_min, dt_max, dt_init_floor)
+
+    @torch.no_grad()
+    def _init_dt_proj(self, dt_min: float, dt_max: float, dt_init_floor: float):
+        """Weights U(+-dt_rank^-0.5); bias such that softplus(bias) is log-uniform in [dt_min, dt_max]."""
+        std = self.dt_rank**-0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        log_dt = torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        dt = torch.exp(log_dt).clamp(min=dt_init_floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.dt_proj.bias._no_reinit = True  # as mamba_simple: keep it if biases get re-zeroed
+
+    def _kernels(self, x: torch.Tensor):
+        """The CUDA kernels to use for input x, or None for the PyTorch path."""
+        if self.use_cuda_kernels is False or not x.is_cuda:
+            return None
+        return _load_cuda_kernels()
+
+    def _ssm_inputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Conv output x (B, d_inner, T) -> delta (B, d_inner, T) pre-bias, B and C (B, N, T)."""
+        x_dbl = self.x_proj(x.transpose(1, 2))  # (B, T, dt_rank + 2N)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight)  # (B, T, d_inner); bias goes to the scan
+        return tuple(t.transpose(1, 2).contiguous() for t in (delta, B, C))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, d_model) -> (B, T, d_model)."""
+        u, z = self.in_proj(x).transpose(1, 2).chunk(2, dim=1)  # (B, d_inner, T) each
+        kernels = self._kernels(x)
+        if kernels is None:
+            u = F.silu(self.conv1d(F.pad(u, (self.d_conv - 1, 0))))  # left padding: causal
+            scan = functools.partial(selective_scan, chunk_size=self.chunk_size)
+            A, D, dt_bias = -torch.exp(self.A_log), self.D, self.dt_proj.bias
+        else:  # same call as mamba_simple's non-fused path
+            scan, conv = kernels
+            u = conv(u.contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
+            z = z.contiguous()
+            A, D, dt_bias = -torch.exp(self.A_log.float()), self.D.float(), self.dt_proj.bias.float()
+        delta, B, C = self._ssm_inputs(u)
+        y = scan(u, delta, A, B, C, D, z=z, delta_bias=dt_bias, delta_softplus=True)
+        return self.out_proj(y.transpose(1, 2))
+
+
+class BiMamba(nn.Module):
+    """Bidirectional Mamba mixer (registered as ``mamba``), padding-exact.
+
+    y = fwd(x) + R(bwd(R(x))), where R reverses each sequence within its own length
+    (padding stays at the end), so the backward block starts on the last *valid* frame.
+    Padded input frames are zeroed first, padded output frames are zeroed, then dropout.
+
+    Args:
+        d_model: model width. nhead: accepted for the common mixer contract, unused.
+        dropout: dropout on the output. d_state, d_conv, expand, dt_rank, chunk_size,
+            use_cuda_kernels: see ``Mamba`` (shared by both directions, which have
+            their own parameters).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int = 1,
+        dropout: float = 0.0,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: Union[int, str] = "auto",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        use_cuda_kernels: Union[bool, str] = "auto",
+    ):
+        super().__init__()
+        kwargs = dict(
+            d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=dt_rank,
+            chunk_size=chunk_size, use_cuda_kernels=use_cuda_kernels,
+        )
+        self.fwd = Mamba(d_model, **kwargs)
+        self.bwd = Mamba(d_model, **kwargs)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x (B, T, d_model), key_padding_mask (B, T) bool True = padded -> (B, T, d_model)."""
+        x = zero_padded(x, key_padding_mask)
+        backward = reverse_padded(self.bwd(reverse_padded(x, key_padding_mask)), key_padding_mask)
+        y = zero_padded(self.fwd(x) + backward, key_padding_mask)
+        return self.dropout(y)

@@ -1,0 +1,272 @@
+"""Bidirectional Mamba: the PyTorch selective scan, padding-exactness, CUDA-kernel dispatch."""
+
+import math
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from brq_att_alt.mixers import mamba as mamba_module
+from brq_att_alt.mixers.mamba import BiMamba, Mamba, selective_scan, selective_scan_reference
+from helpers import padded_batch
+
+D_MODEL = 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is as fast, and immune to a busy shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def scan_inputs(batch=2, d_inner=6, d_state=4, T=37, seed=0, delta_scale=1.0):
+    """Random selective-scan arguments: u, delta (B, D, T), A (D, N), B, C (B, N, T), D, z."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(batch, d_inner, T, generator=g)
+    delta = delta_scale * torch.randn(batch, d_inner, T, generator=g)
+    A = -torch.exp(torch.randn(d_inner, d_state, generator=g))
+    B = torch.randn(batch, d_state, T, generator=g)
+    C = torch.randn(batch, d_state, T, generator=g)
+    D = torch.randn(d_inner, generator=g)
+    z = torch.randn(batch, d_inner, T, generator=g)
+    delta_bias = torch.randn(d_inner, generator=g)
+    return u, delta, A, B, C, D, z, delta_bias
+
+
+def make(d_model=D_MODEL, **kwargs):
+    torch.manual_seed(0)
+    return BiMamba(d_model, **kwargs)
+
+
+def mamba_params(d_model, d_state=16, d_conv=4, expand=2):
+    """Parameter count of one unidirectional block, written out from the architecture."""
+    d_inner, rank = expand * d_model, math.ceil(d_model / 16)
+    return (
+        d_model * 2 * d_inner  # in_proj
+        + d_inner * d_conv + d_inner  # depthwise conv + bias
+        + d_inner * (rank + 2 * d_state)  # x_proj
+        + rank * d_inner + d_inner  # dt_proj
+        + d_inner * d_state + d_inner  # A_log, D
+        + d_inner * d_model  # out_proj
+    )
+
+
+# --------------------------------------------------------------------------- the scan
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 16, 37, 64, 256])
+@pytest.mark.parametrize("gate", [False, True])
+def test_chunked_scan_matches_reference(chunk_size, gate):
+    u, delta, A, B, C, D, z, bias = scan_inputs()
+    z = z if gate else None
+    want = selective_scan_reference(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True)
+    got = selective_scan(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True,
+                         chunk_size=chunk_size)
+    assert got.shape == u.shape
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_block_cap_keeps_the_result(monkeypatch):
+    u, delta, A, B, C, D, z, bias = scan_inputs(T=21)
+    want = selective_scan(u, delta, A, B, C, D, z, bias, True, chunk_size=256)
+    monkeypatch.setattr(mamba_module, "CPU_BLOCK_BYTES", 1)  # forces 1-frame blocks
+    got = selective_scan(u, delta, A, B, C, D, z, bias, True, chunk_size=256)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_scan_without_skip_nor_softplus():
+    u, delta, A, B, C, _, _, _ = scan_inputs(T=23)
+    delta = delta.abs()
+    want = selective_scan_reference(u, delta, A, B, C)
+    assert torch.allclose(selective_scan(u, delta, A, B, C, chunk_size=8), want, atol=1e-5)
+
+
+def test_scan_stable_under_strong_long_decay():
+    """cumsum(delta * A) reaches ~ -1e5 here: exp(-cumsum) tricks overflow, this must not."""
+    u, delta, A, B, C, D, _, _ = scan_inputs(T=600, delta_scale=5.0)
+    delta = delta.abs() + 2.0
+    want = selective_scan_reference(u, delta, A, B, C, D)
+    got = selective_scan(u, delta, A, B, C, D, chunk_size=256)
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("checkpoint_blocks", [True, False])
+def test_scan_gradients_match_reference(checkpoint_blocks):
+    args = [t.double().requires_grad_() for t in scan_inputs(T=19)]
+    u, delta, A, B, C, D, z, bias = args
+    weights = torch.randn(u.shape, dtype=torch.double)
+
+    def grads(fn, **kw):
+        out = fn(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True, **kw)
+        return torch.autograd.grad((out * weights).sum(), args)
+
+    got_grads = grads(selective_scan, chunk_size=6, checkpoint_blocks=checkpoint_blocks)
+    for got, want in zip(got_grads, grads(selective_scan_reference)):
+        assert torch.allclose(got, want, atol=1e-9)
+
+
+def test_scan_keeps_low_precision_dtype():
+    u, delta, A, B, C, D, z, bias = scan_inputs(T=12)
+    out = selective_scan(u.bfloat16(), delta.bfloat16(), A, B.bfloat16(), C.bfloat16(), D, z.bfloat16())
+    assert out.dtype == torch.bfloat16
+
+
+# --------------------------------------------------------------------------- the modules
+
+
+def test_unidirectional_block_is_causal():
+    torch.manual_seed(0)
+    block = Mamba(D_MODEL, chunk_size=4).eval()
+    x = torch.randn(1, 12, D_MODEL)
+    x2 = x.clone()
+    x2[:, 7] += 1.0
+    with torch.no_grad():
+        diff = (block(x) - block(x2)).abs().amax(dim=-1)[0]
+    assert torch.all(diff[:7] == 0)
+    assert torch.all(diff[7:] > 0)
+
+
+def test_initialisation_follows_mamba_simple():
+    block = Mamba(D_MODEL, d_state=8)
+    assert block.dt_rank == 1 and block.d_inner == 2 * D_MODEL
+    assert torch.allclose(block.A_log, torch.log(torch.arange(1.0, 9.0)).expand(2 * D_MODEL, 8))
+    assert torch.all(block.D == 1)
+    assert block.A_log._no_weight_decay and block.D._no_weight_decay
+    dt = F.softplus(block.dt_proj.bias)
+    assert dt.min() >= 1e-3 - 1e-7 and dt.max() <= 1e-1 + 1e-7
+    assert block.in_proj.bias is None and block.out_proj.bias is None and block.x_proj.bias is None
+
+
+def test_bimamba_output_shape_and_padded_frames_zero():
+    mixer = make(nhead=8).eval()  # nhead is accepted and unused
+    x, mask = padded_batch([torch.randn(T, D_MODEL) for T in (10, 4, 7)])
+    y = mixer(x, key_padding_mask=mask)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert torch.all(y[mask] == 0)
+
+
+@pytest.mark.parametrize("d_model", [474, 678])
+def test_parameter_count(d_model):
+    mixer = BiMamba(d_model)
+    assert sum(p.numel() for p in mixer.parameters()) == 2 * mamba_params(d_model)
+    assert not set(map(id, mixer.fwd.parameters())) & set(map(id, mixer.bwd.parameters()))
+
+
+def test_registered_as_mamba():
+    from brq_att_alt.mixers import MIXER_CLASSES, build_mixer
+
+    assert MIXER_CLASSES["mamba"] is BiMamba
+    assert isinstance(build_mixer("mamba", d_model=D_MODEL, nhead=4, chunk_size=8), BiMamba)
+
+
+@pytest.mark.parametrize("chunk_size", [3, 256])
+def test_padding_exact(chunk_size):
+    """A sequence alone == the same sequence right-padded inside a longer batch."""
+    mixer = make(chunk_size=chunk_size).eval()
+    torch.manual_seed(1)
+    seqs = [torch.randn(T, D_MODEL) for T in (9, 21, 14)]
+    x, mask = padded_batch(seqs)
+    with torch.no_grad():
+        batch_out = mixer(x, key_padding_mask=mask)
+        for i, s in enumerate(seqs):
+            alone = mixer(s.unsqueeze(0))
+            assert torch.allclose(batch_out[i, : len(s)], alone[0], atol=1e-5)
+
+
+def test_backward_direction_is_used_and_blind_to_padding():
+    mixer = make().eval()
+    x, mask = padded_batch([torch.randn(12, D_MODEL), torch.randn(8, D_MODEL)])
+    with torch.no_grad():
+        y = mixer(x, key_padding_mask=mask)
+        later_valid = x.clone()
+        later_valid[1, 7] += 1.0  # last valid frame of sequence 1
+        assert not torch.allclose(mixer(later_valid, key_padding_mask=mask)[1, 0], y[1, 0])
+        new_padding = x.clone()
+        new_padding[1, 8:] = 1e3 * torch.randn(4, D_MODEL)
+        assert torch.equal(mixer(new_padding, key_padding_mask=mask), y)
+
+
+def test_gradients_reach_every_parameter():
+    mixer = make(dropout=0.1, chunk_size=4).train()
+    x, mask = padded_batch([torch.randn(T, D_MODEL) for T in (11, 6)])
+    mixer(x.requires_grad_(), key_padding_mask=mask).pow(2).sum().backward()
+    for name, p in mixer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient for {name}"
+    assert x.grad[mask].abs().sum() == 0, "padded input frames must get no gradient"
+
+
+# --------------------------------------------------------------------------- CUDA kernels
+
+
+def fake_causal_conv1d_fn(x, weight, bias=None, activation=None):
+    """causal_conv1d_fn's contract in PyTorch: x (B, D, T), weight (D, W)."""
+    assert x.is_contiguous() and weight.dim() == 2 and activation == "silu"
+    out = F.conv1d(F.pad(x, (weight.shape[1] - 1, 0)), weight.unsqueeze(1), bias, groups=x.shape[1])
+    return F.silu(out)
+
+
+def fake_selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                           delta_softplus=False, return_last_state=False):
+    """selective_scan_fn's contract in PyTorch (mamba_ssm's argument order)."""
+    assert B.shape[1] == C.shape[1] == A.shape[1] and u.shape == delta.shape == z.shape
+    return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def test_kernel_path_passes_the_right_arguments(monkeypatch):
+    """With kernels that compute what mamba_ssm computes, the kernel path equals the PyTorch path."""
+    mixer = make().eval()
+    x, mask = padded_batch([torch.randn(T, D_MODEL) for T in (10, 5)])
+    with torch.no_grad():
+        want = mixer(x, key_padding_mask=mask)
+        fakes = (fake_selective_scan_fn, fake_causal_conv1d_fn)
+        monkeypatch.setattr(Mamba, "_kernels", lambda self, inp: fakes)
+        got = mixer(x, key_padding_mask=mask)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_auto_uses_no_kernel_for_cpu_input(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("a CUDA kernel was called on a CPU tensor")
+
+    monkeypatch.setattr(mamba_module, "_load_cuda_kernels", lambda: (boom, boom))
+    for option in ("auto", True, False):
+        make(use_cuda_kernels=option)(torch.randn(1, 6, D_MODEL))
+
+
+def test_use_cuda_kernels_true_without_kernels_raises(monkeypatch):
+    monkeypatch.setattr(mamba_module, "_load_cuda_kernels", lambda: None)
+    with pytest.raises(ImportError, match=r"pip install brq_att_alt\[cuda\]"):
+        BiMamba(D_MODEL, use_cuda_kernels=True)
+    BiMamba(D_MODEL, use_cuda_kernels="auto")  # falls back silently
+    with pytest.raises(ValueError, match="use_cuda_kernels"):
+        BiMamba(D_MODEL, use_cuda_kernels="yes")
+
+
+def test_missing_packages_fall_back_silently(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mamba_ssm", None)  # makes `import mamba_ssm` fail
+    monkeypatch.setitem(sys.modules, "causal_conv1d", None)
+    mamba_module._load_cuda_kernels.cache_clear()
+    try:
+        assert mamba_module._load_cuda_kernels() is None
+        make(use_cuda_kernels="auto")(torch.randn(1, 5, D_MODEL))
+    finally:
+        mamba_module._load_cuda_kernels.cache_clear()
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or mamba_module._load_cuda_kernels() is None,
+    reason="needs a CUDA device and the mamba_ssm / causal_conv1d kernels",
+)
+def test_cuda_kernels_match_pytorch_scan():
+    x, mask = padded_batch([torch.randn(T, D_MODEL) for T in (50, 31)])
+    x, mask = x.cuda(), mask.cuda()
+    fast = make(use_cuda_kernels=True).cuda().eval()
+    slow = make(use_cuda_kernels=False).cuda().eval()
+    slow.load_state_dict(fast.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(fast(x, key_padding_mask=mask), slow(x, key_padding_mask=mask), atol=1e-4)
