@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..padding import zero_padded
-from .summarymixing import BlockLinear
+from .block_linear import BlockLinear
 
 
 def sinusoidal_positions(T: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..padding import masked_mean, zero_padded
-from .summarymixing import BlockLinear
+from .block_linear import BlockLinear
 
 
 class PolynomialMixer(nn.Module):
