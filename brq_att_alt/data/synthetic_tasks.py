@@ -1,0 +1,129 @@
+"""Downstream-task manifests built from the synthetic eSpeak corpus (``labels.csv``).
+
+The synthetic corpus (``synthetic.py``) stands in for every MP3S dataset:
+
+* ``asr``: transcripts (CommonVoice-like low-resource split choice, LibriSpeech
+  recipes use ``prepare_librispeech`` on the corpus directly);
+* ``verification``: voices; the last ``num_test_speakers`` speakers form the
+  test set, scored on a VoxCeleb-format trial list of all their utterance pairs;
+* ``intent``: the SLURP-like scenario of each templated sentence;
+* ``emotion``: the prosody style (neutral / happy / sad / angry); speakers are
+  grouped into ``num_sessions`` IEMOCAP-like sessions for leave-one-session-out.
+
+Every manifest has the columns of the matching real-dataset preparation, so a
+recipe reads both the same way. Audio paths follow the corpus layout
+``<corpus>/<split>/<spk>/<chapter>/<ID>.flac``.
+"""
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+from ._manifest import read_csv, write_csv
+from .iemocap import CSV_COLUMNS as EMOTION_COLUMNS
+from .iemocap import make_session_folds
+from ..probes.verification import write_trial_list
+
+logger = logging.getLogger(__name__)
+
+LABELS = "labels.csv"
+ASR_COLUMNS = ("ID", "duration", "wav", "spk_id", "wrd")
+SV_COLUMNS = ("ID", "duration", "wav", "spk_id")
+IC_COLUMNS = ("ID", "duration", "wav", "scenario", "intent", "wrd")
+
+
+def load_corpus_rows(corpus_folder: Union[str, Path]) -> List[dict]:
+    """Rows of ``labels.csv`` with the absolute ``wav`` path added; clear error when absent."""
+    corpus_folder = Path(corpus_folder)
+    labels = corpus_folder / LABELS
+    if not labels.is_file():
+        raise FileNotFoundError(
+            f"{labels} not found: {corpus_folder} is not a synthetic corpus (expected labels.csv "
+            "and <split>/<spk>/<chapter>/<ID>.flac, as written by make_synthetic_corpus)."
+        )
+    rows = read_csv(labels)
+    for row in rows:
+        spk, chapter = row["ID"].split("-")[:2]
+        row["wav"] = str((corpus_folder / row["split"] / spk / chapter / f"{row['ID']}.flac").resolve())
+    return rows
+
+
+def _select(rows: List[dict], splits: Sequence[str], what: str) -> List[dict]:
+    splits = [splits] if isinstance(splits, str) else list(splits)
+    out = [r for r in rows if r["split"] in splits]
+    if not out:
+        present = sorted({r["split"] for r in rows})
+        raise ValueError(f"No utterance of the synthetic corpus in {splits} for {what} (it has {present})")
+    return out
+
+
+def prepare_synthetic_asr(corpus_folder, save_folder, split_map: Mapping[str, Sequence[str]]) -> Dict[str, str]:
+    """``{name: [corpus splits]}`` -> ``<save>/<name>.csv`` (ID,duration,wav,spk_id,wrd)."""
+    rows = load_corpus_rows(corpus_folder)
+    return {name: str(write_csv(Path(save_folder) / f"{name}.csv", ASR_COLUMNS, _select(rows, splits, name)))
+            for name, splits in split_map.items()}
+
+
+def prepare_synthetic_intent(corpus_folder, save_folder, split_map: Mapping[str, Sequence[str]]) -> Dict[str, str]:
+    """Scenario classification manifests (SLURP columns; intent = scenario)."""
+    rows = load_corpus_rows(corpus_folder)
+    out = {}
+    for name, splits in split_map.items():
+        part = [dict(r, intent=r["scenario"]) for r in _select(rows, splits, name)]
+        out[name] = str(write_csv(Path(save_folder) / f"{name}.csv", IC_COLUMNS, part))
+    return out
+
+
+def prepare_synthetic_verification(corpus_folder, save_folder, num_test_speakers: int = 6,
+                                   train_splits: Sequence[str] = ("train-clean-100",),
+                                   valid_splits: Sequence[str] = ("dev-clean",),
+                                   test_splits: Sequence[str] = ("test-clean",),
+                                   max_trials: Optional[int] = None) -> Dict[str, str]:
+    """train/valid (classification of the training speakers), test + trials.txt (held-out speakers).
+
+    Trials: every unordered pair of test utterances, label 1 when same speaker
+    (``max_trials``: keep every positive, then negatives up to the limit, in order).
+    """
+    rows = load_corpus_rows(corpus_folder)
+    speakers = sorted({r["spk_id"] for r in rows}, key=lambda s: (len(s), s))
+    if not 1 <= num_test_speakers < len(speakers):
+        raise ValueError(f"num_test_speakers must be in [1, {len(speakers) - 1}], got {num_test_speakers}")
+    test_spk = set(speakers[-num_test_speakers:])
+    save_folder = Path(save_folder)
+    out = {}
+    for name, splits, keep in (("train", train_splits, False), ("valid", valid_splits, False),
+                               ("test", test_splits, True)):
+        part = [r for r in _select(rows, splits, name) if (r["spk_id"] in test_spk) == keep]
+        if not part:
+            raise ValueError(f"No {name} utterance for the synthetic verification task")
+        out[name] = str(write_csv(save_folder / f"{name}.csv", SV_COLUMNS, part))
+        if keep:
+            test_rows = part
+    pairs = list(itertools.combinations(test_rows, 2))
+    trials = [(int(a["spk_id"] == b["spk_id"]), a["ID"], b["ID"]) for a, b in pairs]
+    if max_trials is not None and len(trials) > max_trials:
+        pos = [t for t in trials if t[0] == 1]
+        neg = [t for t in trials if t[0] == 0]
+        trials = pos + neg[: max(max_trials - len(pos), 1)]
+    out["trials"] = str(write_trial_list(trials, save_folder / "trials.txt"))
+    return out
+
+
+def prepare_synthetic_emotion(corpus_folder, save_folder, splits: Sequence[str] = ("train-clean-100", "dev-clean", "test-clean"),
+                              num_sessions: int = 5, test_sessions: Optional[Sequence] = None,
+                              valid_ratio: float = 0.1) -> Dict[str, Dict[str, str]]:
+    """all.csv (IEMOCAP columns, emo = style) + leave-one-session-out folds over speaker groups.
+
+    Speakers (sorted by id) are cut into ``num_sessions`` contiguous groups: session
+    ``k`` (1-based) holds speakers ``[k-1, k) * n / num_sessions``.
+    """
+    rows = _select(load_corpus_rows(corpus_folder), splits, "emotion")
+    speakers = sorted({r["spk_id"] for r in rows}, key=lambda s: (len(s), s))
+    if not 2 <= num_sessions <= len(speakers):
+        raise ValueError(f"num_sessions must be in [2, {len(speakers)}] for {len(speakers)} speakers")
+    session_of = {s: str(1 + i * num_sessions // len(speakers)) for i, s in enumerate(speakers)}
+    items = [{"ID": r["ID"], "duration": r["duration"], "wav": r["wav"], "spk_id": r["spk_id"],
+              "session": session_of[r["spk_id"]], "emo": r["style"]} for r in rows]
+    write_csv(Path(save_folder) / "all.csv", EMOTION_COLUMNS, items)
+    return make_session_folds(items, save_folder, test_sessions, valid_ratio)

@@ -1,0 +1,116 @@
+"""VoxCeleb1 preparation for speaker verification (train / valid / test manifests + trials).
+
+Expected layout (the official VoxCeleb1 release)::
+
+    <data_folder>/wav/<speaker id10001>/<youtube id>/<00001>.wav
+    <data_folder>/veri_test2.txt          (or veri_test.txt; or pass trial_list=)
+
+The dev and test archives extracted into one ``wav/`` folder, or kept apart as
+``vox1_dev_wav/wav`` and ``vox1_test_wav/wav``, are both accepted. Trial lines read
+``label enrol test`` with paths relative to ``wav/``
+(``1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav``).
+
+Output in ``save_folder``:
+
+* ``train.csv`` / ``valid.csv``: utterances of the speakers absent from the trial
+  list (``valid_ratio`` of each speaker's utterances held out for the classifier's
+  accuracy); columns ``ID,duration,wav,spk_id``; ID = the path relative to ``wav/``.
+* ``test.csv``: every utterance the trial list names (ID = its trial-list path).
+* ``trials.txt``: the trial list, copied.
+"""
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+from ..probes.verification import read_trial_list
+from ._manifest import already_prepared, audio_duration, fmt_duration, record_options, split_every, write_csv
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("ID", "duration", "wav", "spk_id")
+TRIAL_NAMES = ("veri_test2.txt", "veri_test.txt", "list_test_O.txt")
+EXPECTED = ("<data_folder>/wav/<speaker id>/<youtube id>/<utt>.wav (or vox1_dev_wav/wav and "
+            "vox1_test_wav/wav) plus a trial list veri_test2.txt ('label enrol test' lines)")
+
+
+def _wav_roots(data_folder: Path) -> List[Path]:
+    roots = [p for p in (data_folder / "wav", data_folder / "vox1_dev_wav" / "wav",
+                         data_folder / "vox1_test_wav" / "wav") if p.is_dir()]
+    if not roots and any(p.is_dir() and p.name.startswith("id") for p in data_folder.iterdir()):
+        roots = [data_folder]
+    return roots
+
+
+def prepare_voxceleb1(data_folder: Union[str, Path], save_folder: Union[str, Path],
+                      trial_list: Optional[Union[str, Path]] = None, valid_ratio: float = 0.05,
+                      skip_prep: bool = False) -> Dict[str, str]:
+    """Write train/valid/test CSVs and trials.txt; returns their paths."""
+    save_folder = Path(save_folder)
+    out = {k: str(save_folder / f"{k}.csv") for k in ("train", "valid", "test")}
+    out["trials"] = str(save_folder / "trials.txt")
+    if skip_prep:
+        return out
+    data_folder = Path(data_folder).expanduser()
+    if not data_folder.is_dir():
+        raise FileNotFoundError(f"VoxCeleb1 data_folder {data_folder} does not exist; expected {EXPECTED}.")
+    roots = _wav_roots(data_folder)
+    if not roots:
+        content = sorted(p.name for p in data_folder.iterdir())[:10]
+        raise FileNotFoundError(f"{data_folder} does not look like VoxCeleb1 (it holds {content}); expected {EXPECTED}.")
+    if trial_list is None:
+        found = [data_folder / n for n in TRIAL_NAMES if (data_folder / n).is_file()]
+        if not found:
+            raise FileNotFoundError(
+                f"No trial list ({', '.join(TRIAL_NAMES)}) in {data_folder}; download veri_test2.txt "
+                "from the VoxCeleb site next to wav/ or pass trial_list=."
+            )
+        trial_list = found[0]
+    trial_list = Path(trial_list)
+    options = {"data_folder": str(data_folder.resolve()), "trial_list": str(trial_list.resolve()),
+               "valid_ratio": valid_ratio}
+    if already_prepared(save_folder, ["train.csv", "valid.csv", "test.csv", "trials.txt"], options, "voxceleb"):
+        return out
+    trials = read_trial_list(trial_list)
+
+    files: Dict[str, Path] = {}
+    for root in roots:
+        for wav in sorted(root.glob("id*/*/*.wav")):
+            files.setdefault(wav.relative_to(root).as_posix(), wav)
+    if not files:
+        raise FileNotFoundError(f"No <speaker>/<video>/<utt>.wav file under {[str(r) for r in roots]}; expected {EXPECTED}.")
+    needed = sorted({u for _, e, t in trials for u in (e, t)})
+    missing = [u for u in needed if u not in files]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} utterance(s) of the trial list {trial_list} are not under "
+            f"{[str(r) for r in roots]}, e.g. {missing[:3]}: is the test archive extracted?"
+        )
+    test_speakers = {u.split("/")[0] for u in needed}
+
+    def row(rel):
+        return {"ID": rel, "duration": fmt_duration(audio_duration(files[rel])),
+                "wav": str(files[rel].resolve()), "spk_id": rel.split("/")[0]}
+
+    by_speaker: Dict[str, List[str]] = {}
+    for rel in files:
+        spk = rel.split("/")[0]
+        if spk not in test_speakers:
+            by_speaker.setdefault(spk, []).append(rel)
+    if not by_speaker:
+        raise ValueError(f"Every speaker under {roots} is in the trial list: no training speaker left.")
+    train, valid = [], []
+    for spk, rels in sorted(by_speaker.items()):
+        tr, va = split_every(rels, valid_ratio)
+        train += [row(r) for r in tr]
+        valid += [row(r) for r in va]
+    save_folder.mkdir(parents=True, exist_ok=True)
+    write_csv(save_folder / "train.csv", CSV_COLUMNS, train)
+    write_csv(save_folder / "valid.csv", CSV_COLUMNS, valid or train[:1])
+    write_csv(save_folder / "test.csv", CSV_COLUMNS, [row(r) for r in needed])
+    shutil.copyfile(trial_list, save_folder / "trials.txt")
+    record_options(save_folder, options, "voxceleb")
+    logger.info("VoxCeleb1: %d train speakers (%d utts), %d test utterances, %d trials",
+                len(by_speaker), len(train), len(needed), len(trials))
+    return out

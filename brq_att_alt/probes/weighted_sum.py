@@ -1,0 +1,54 @@
+"""Learned softmax-weighted sum of an encoder's hidden states (the MP3S layer mixing).
+
+The frozen encoder gives ``L`` hidden states (front end + every layer); the
+downstream probe sees ``sum_l softmax(w)_l * h_l`` where ``w`` (L,) is the only
+trainable parameter on the encoder side. Optionally every hidden state is
+layer-normalised first (no affine parameters), as SpeechBrain's
+``WeightedSSLModel`` does, so that layers of different scale mix fairly.
+"""
+
+from typing import Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class WeightedLayerSum(nn.Module):
+    """Softmax-normalised learnable weights over ``num_layers`` hidden states.
+
+    Arguments
+    ---------
+    num_layers: how many hidden states the encoder returns.
+    layer_norm: layer-normalise each hidden state (last dim) before mixing.
+
+    ``forward(hidden)``: a list of ``num_layers`` tensors (B, T, d) or a stacked
+    (num_layers, B, T, d) tensor -> (B, T, d).
+    The weights start equal (uniform average).
+    """
+
+    def __init__(self, num_layers: int, layer_norm: bool = False):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.num_layers = int(num_layers)
+        self.layer_norm = bool(layer_norm)
+        self.weights = nn.Parameter(torch.zeros(self.num_layers))
+
+    def normalized_weights(self) -> torch.Tensor:
+        """The softmax of the raw weights (sums to 1)."""
+        return F.softmax(self.weights, dim=0)
+
+    def forward(self, hidden: Union[Sequence[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        stacked = hidden if torch.is_tensor(hidden) else torch.stack(list(hidden), dim=0)
+        if stacked.shape[0] != self.num_layers:
+            raise ValueError(
+                f"WeightedLayerSum expects {self.num_layers} hidden states, got {stacked.shape[0]}"
+            )
+        if self.layer_norm:
+            stacked = F.layer_norm(stacked, stacked.shape[-1:])
+        w = self.normalized_weights().to(stacked.dtype)
+        return (w.view(-1, *([1] * (stacked.dim() - 1))) * stacked).sum(dim=0)
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, layer_norm={self.layer_norm}"

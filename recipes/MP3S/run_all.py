@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Run every MP3S task and probe on pre-trained checkpoint(s) and write one results table.
+
+    python recipes/MP3S/run_all.py --pretrained results/brq_mhsa_tiny/1000 --tiny
+    python recipes/MP3S/run_all.py --pretrained RUN_A RUN_B --output results/mp3s \
+        --real LibriSpeech_ASR=/data/LibriSpeech --real VoxCeleb1_SV=/data/VoxCeleb1 \
+        --real CommonVoice_ASR=/data/cv-corpus-11.0-2022-09-21 --real SLURP_IC=/data/SLURP \
+        --real IEMOCAP_ER=/data/IEMOCAP_full_release --lm_path /data/4-gram.arpa
+
+Each recipe runs in its own process (``python <Task>/<probe>/train.py <yaml> ...``)
+with ``--output_folder <output>/<mixer label>/<Task>/<probe>``; its log goes to
+``driver.log`` there and its final numbers to ``mp3s_metrics.json``. The table
+(``results.md`` + ``results.csv`` in ``--output``) has one row per task / probe /
+metric and one column per checkpoint (named by its mixer), as the papers' Table 1.
+
+``--tiny`` overrides epochs, data subsets and probe sizes (``TINY`` below) so that
+the whole grid runs on a CPU in minutes (e.g. from the demo checkpoint of
+``hparams/brq_tiny.yaml``); the numbers then only show that everything runs.
+Tasks without ``--real`` use the synthetic corpus (``data/synthetic_corpus``).
+"""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+METRICS_FILE = "mp3s_metrics.json"
+
+# (task, probe) in the order of the papers' Table 1
+RECIPES = [
+    ("LibriSpeech_ASR", "BiLSTM"), ("LibriSpeech_ASR", "ContextNet"),
+    ("CommonVoice_ASR", "linear"), ("CommonVoice_ASR", "BiLSTM"),
+    ("VoxCeleb1_SV", "Xvector"), ("VoxCeleb1_SV", "ECAPA"),
+    ("SLURP_IC", "linear"), ("SLURP_IC", "BiLSTM"),
+    ("IEMOCAP_ER", "linear"), ("IEMOCAP_ER", "ECAPA"),
+]
+TASK_NAMES = {
+    "LibriSpeech_ASR": "ASR LibriSpeech", "CommonVoice_ASR": "ASR CommonVoice",
+    "VoxCeleb1_SV": "Speaker verification VoxCeleb1", "SLURP_IC": "Intent classification SLURP",
+    "IEMOCAP_ER": "Emotion recognition IEMOCAP",
+}
+
+TINY_COMMON = {"number_of_epochs": 3, "train_subset": 64, "valid_subset": 16, "cache_hidden": True,
+               "batch_size": 8}
+TINY = {
+    ("LibriSpeech_ASR", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 24, "beam_size": 8, "lm_order": 3},
+    ("LibriSpeech_ASR", "ContextNet"): {"contextnet_blocks": 2, "contextnet_channels": 64, "contextnet_out": 64,
+                                        "contextnet_layers": 2, "test_subset": 24, "beam_size": 8, "lm_order": 3},
+    ("CommonVoice_ASR", "linear"): {"test_subset": 24},
+    ("CommonVoice_ASR", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 24},
+    ("VoxCeleb1_SV", "Xvector"): {"xvector_channels": "[64,64,64,64,128]", "emb_dim": 32, "train_subset": 108},
+    ("VoxCeleb1_SV", "ECAPA"): {"ecapa_channels": "[64,64,64,64,192]", "ecapa_attention_channels": 16,
+                                "ecapa_se_channels": 16, "emb_dim": 32, "train_subset": 108},
+    ("SLURP_IC", "linear"): {"test_subset": 48},
+    ("SLURP_IC", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 48},
+    ("IEMOCAP_ER", "linear"): {"folds": "[1]", "test_subset": 48},
+    ("IEMOCAP_ER", "ECAPA"): {"folds": "[1]", "test_subset": 48, "ecapa_channels": "[64,64,64,64,192]",
+                              "ecapa_attention_channels": 16, "ecapa_se_channels": 16, "emb_dim": 32},
+}
+
+
+def recipe_yaml(task: str, probe: str) -> Path:
+    return HERE / task / probe / "hparams" / f"{probe}.yaml"
+
+
+def checkpoint_label(path: str) -> str:
+    """The checkpoint's mixer (from brq_model.json), else the folder name."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from brq_att_alt.pretrained import CONFIG_NAME, find_save_folder
+
+    try:
+        return json.loads((find_save_folder(path) / CONFIG_NAME).read_text())["mixer"]
+    except (OSError, KeyError, ValueError):
+        return Path(path).name
+
+
+def build_command(task, probe, pretrained, out_dir, args, language=None):
+    cmd = [sys.executable, str(HERE / task / probe / "train.py"), str(recipe_yaml(task, probe)),
+           f"--pretrained_path={pretrained}", f"--output_folder={out_dir}"]
+    overrides = {}
+    if args.tiny:
+        overrides.update(TINY_COMMON)
+        overrides.update(TINY[(task, probe)])
+    if task in args.real:
+        overrides.update({"dataset": "real", "data_folder": args.real[task]})
+    elif args.synthetic_folder:
+        overrides["data_folder"] = args.synthetic_folder
+    if language is not None:
+        overrides["language"] = language
+    if task == "LibriSpeech_ASR" and args.lm_path:
+        overrides["lm_path"] = args.lm_path
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = value
+    cmd += [f"--{k}={v}" for k, v in overrides.items()]
+    if args.device:
+        cmd.append(f"--device={args.device}")
+    return cmd
+
+
+def run_one(job, args):
+    task, probe, language, label, pretrained = job
+    name = f"{task}/{probe}" + (f"/{language}" if language else "")
+    out_dir = Path(args.output) / label / task / probe / (language or "")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = build_command(task, probe, pretrained, out_dir, args, language)
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+        env["MKL_NUM_THREADS"] = str(args.threads)
+    (out_dir / METRICS_FILE).unlink(missing_ok=True)
+    start = time.time()
+    with open(out_dir / "driver.log", "w") as log:
+        log.write(" ".join(cmd) + "\n\n")
+        log.flush()
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    seconds = time.time() - start
+    metrics = None
+    if proc.returncode == 0 and (out_dir / METRICS_FILE).is_file():
+        metrics = json.loads((out_dir / METRICS_FILE).read_text())
+    status = "ok" if metrics else f"FAILED (exit {proc.returncode}, see {out_dir / 'driver.log'})"
+    print(f"[{label}] {name}: {status} in {seconds:.0f} s", flush=True)
+    return {"task": task, "probe": probe, "language": language, "label": label,
+            "metrics": metrics, "seconds": seconds, "log": str(out_dir / "driver.log")}
+
+
+def task_title(task, language):
+    return TASK_NAMES[task] + (f" ({language})" if language else "")
+
+
+def write_tables(results, labels, output: Path):
+    """results.csv (long) + results.md (Table 1 layout: rows task/probe/metric, columns mixers)."""
+    rows, index = [], {}
+    # successful runs define the rows; a failed run shows as "failed" in its column,
+    # or as a "(failed)" row when no checkpoint gave that task / probe any metric
+    ordered = sorted(enumerate(results), key=lambda ir: (ir[1]["metrics"] is None, ir[0]))
+    positions = {}
+    for i, r in ordered:
+        title = task_title(r["task"], r["language"])
+        metric_items = (r["metrics"] or {}).get("metrics")
+        if not metric_items:
+            if any(k[:2] == (title, r["probe"]) for k in index):
+                continue
+            metric_items = {"(failed)": {"value": None, "direction": ""}}
+        for metric, m in metric_items.items():
+            key = (title, r["probe"], metric)
+            if key not in index:
+                index[key] = {"task": title, "probe": r["probe"], "metric": metric,
+                              "direction": m.get("direction", ""), "unit": m.get("unit", "")}
+                positions[key] = (i, len(positions))
+            index[key][r["label"]] = m.get("value")
+    first_seen = {}
+    for key, (i, _) in positions.items():  # keep the order of RECIPES (first run of each row)
+        first_seen[key[:2]] = min(first_seen.get(key[:2], i), i)
+    rows = [index[k] for k in sorted(index, key=lambda k: (first_seen[k[:2]], positions[k][1]))]
+    with open(output / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["task", "probe", "metric", "direction", "unit"] + labels)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else (f"{v:.2f}" if isinstance(v, float) else v))
+                             for k, v in row.items()})
+    arrow = {"lower": "↓", "higher": "↑"}
+    lines = ["| Task | Probe | Metric | " + " | ".join(labels) + " |",
+             "|---|---|---|" + "---:|" * len(labels)]
+    last_task = None
+    for row in rows:
+        cells = []
+        for label in labels:
+            v = row.get(label)
+            cells.append("failed" if v is None else f"{v:.2f}")
+        task = row["task"] if row["task"] != last_task else ""
+        last_task = row["task"]
+        metric = f"{row['metric']} ({row['unit']}) {arrow.get(row['direction'], '')}".replace(" ()", "")
+        lines.append(f"| {task} | {row['probe']} | {metric} | " + " | ".join(cells) + " |")
+    (output / "results.md").write_text("\n".join(lines) + "\n")
+    return output / "results.md", output / "results.csv"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pretrained", nargs="+", required=True,
+                        help="pre-training output folder(s) (one table column each)")
+    parser.add_argument("--output", default="results/mp3s")
+    parser.add_argument("--tiny", action="store_true", help="tiny CPU setting (minutes for the grid)")
+    parser.add_argument("--tasks", nargs="+", default=None, choices=sorted(TASK_NAMES),
+                        help="default: every task")
+    parser.add_argument("--probes", nargs="+", default=None, help="only these probe names")
+    parser.add_argument("--cv_languages", nargs="+", default=None, choices=["cy", "eu"],
+                        help="Common Voice languages (default cy eu; cy only with --tiny)")
+    parser.add_argument("--real", action="append", default=[], metavar="TASK=FOLDER",
+                        help="use the real dataset in FOLDER for TASK (repeatable)")
+    parser.add_argument("--synthetic_folder", default=None, help="synthetic corpus folder (default the YAMLs')")
+    parser.add_argument("--lm_path", default=None, help="n-gram LM for LibriSpeech (the official 4-gram ARPA)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra override passed to every recipe (repeatable)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="recipes run in parallel (default 1; 2 with --tiny)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP threads per recipe (default: 1 with --tiny, else unchanged)")
+    parser.add_argument("--device", default=None, help="e.g. cuda:0")
+    args = parser.parse_args(argv)
+    real = {}
+    for item in args.real:
+        task, sep, folder = item.partition("=")
+        if not sep or task not in TASK_NAMES:
+            parser.error(f"--real takes TASK=FOLDER with TASK in {sorted(TASK_NAMES)}, got {item!r}")
+        real[task] = folder
+    args.real = real
+    if args.threads is None and args.tiny:
+        args.threads = 1
+    if args.jobs is None:
+        args.jobs = 2 if args.tiny else 1
+    if args.cv_languages is None:
+        args.cv_languages = ["cy"] if args.tiny else ["cy", "eu"]
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    labels, jobs = [], []
+    for pretrained in args.pretrained:
+        label = checkpoint_label(pretrained)
+        while label in labels:
+            label += "'"
+        labels.append(label)
+        for task, probe in RECIPES:
+            if args.tasks and task not in args.tasks or args.probes and probe not in args.probes:
+                continue
+            for language in (args.cv_languages if task == "CommonVoice_ASR" else [None]):
+                jobs.append((task, probe, language, label, str(Path(pretrained).resolve())))
+    start = time.time()
+    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        results = list(pool.map(lambda job: run_one(job, args), jobs))
+    total = time.time() - start
+    md, csv_path = write_tables(results, labels, output)
+    (output / "runs.json").write_text(json.dumps({"total_seconds": total, "runs": results}, indent=2))
+    print(md.read_text())
+    print(f"{len(results)} recipes in {total:.0f} s -> {md}, {csv_path}")
+    failed = [r for r in results if not r["metrics"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

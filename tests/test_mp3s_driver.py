@@ -1,0 +1,46 @@
+"""MP3S driver: the results table layout (no recipe run)."""
+
+import csv
+import sys
+
+from mp3s_fixtures import MP3S
+
+sys.path.insert(0, str(MP3S))
+import run_all  # noqa: E402
+
+
+def _result(task, probe, label, metrics, language=None):
+    return {"task": task, "probe": probe, "language": language, "label": label,
+            "metrics": None if metrics is None else {"metrics": metrics}}
+
+
+def test_table_layout_rows_tasks_probes_columns_mixers(tmp_path):
+    wer = lambda v: {"value": v, "direction": "lower", "unit": "%"}  # noqa: E731
+    results = [
+        _result("LibriSpeech_ASR", "BiLSTM", "mhsa", {"WER test-clean": wer(10.0), "WER test-clean +LM": wer(7.5)}),
+        _result("LibriSpeech_ASR", "BiLSTM", "pom", {"WER test-clean": wer(11.25), "WER test-clean +LM": wer(8.0)}),
+        _result("CommonVoice_ASR", "linear", "mhsa", {"WER test": wer(50.0)}, language="cy"),
+        _result("CommonVoice_ASR", "linear", "pom", None, language="cy"),
+        _result("SLURP_IC", "linear", "mhsa", {"accuracy": {"value": 80.0, "direction": "higher", "unit": "%"}}),
+    ]
+    md, csv_path = run_all.write_tables(results, ["mhsa", "pom"], tmp_path)
+    lines = md.read_text().splitlines()
+    assert lines[0] == "| Task | Probe | Metric | mhsa | pom |"
+    assert lines[2] == "| ASR LibriSpeech | BiLSTM | WER test-clean (%) ↓ | 10.00 | 11.25 |"
+    assert lines[3] == "|  | BiLSTM | WER test-clean +LM (%) ↓ | 7.50 | 8.00 |"
+    assert lines[4] == "| ASR CommonVoice (cy) | linear | WER test (%) ↓ | 50.00 | failed |"
+    assert lines[5] == "| Intent classification SLURP | linear | accuracy (%) ↑ | 80.00 | failed |"
+    with open(csv_path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0] == {"task": "ASR LibriSpeech", "probe": "BiLSTM", "metric": "WER test-clean",
+                       "direction": "lower", "unit": "%", "mhsa": "10.00", "pom": "11.25"}
+    assert rows[2]["pom"] == ""
+
+
+def test_tiny_overrides_cover_every_recipe_and_its_yaml_keys():
+    for task, probe in run_all.RECIPES:
+        yaml_text = run_all.recipe_yaml(task, probe).read_text()
+        keys = {line.split(":")[0] for line in yaml_text.splitlines() if line and not line[0].isspace()}
+        for key in list(run_all.TINY_COMMON) + list(run_all.TINY[(task, probe)]):
+            assert key in keys, f"--tiny overrides {key}, absent from {task}/{probe}"
+        assert {"pretrained_path", "data_folder", "dataset", "output_folder"} <= keys

@@ -1,0 +1,209 @@
+"""MP3S library: weighted layer sum, probe heads, frozen encoder, EER / WER by hand."""
+
+import math
+
+import pytest
+import torch
+
+from brq_att_alt.probes import (
+    BiLSTMHead, BiLSTMLinear, ContextNetHead, ECAPAHead, EmbeddingClassifier, LinearHead,
+    MeanPoolLinear, WeightedLayerSum, XvectorHead, compute_eer, cosine_score, read_trial_list,
+    score_trials, write_trial_list,
+)
+
+from mp3s_fixtures import one_thread, tiny_pretrained  # noqa: F401  (fixtures)
+
+
+# ----------------------------------------------------------------- weighted sum
+def test_weighted_sum_starts_as_the_mean_and_weights_are_a_softmax():
+    ws = WeightedLayerSum(3)
+    hidden = [torch.full((2, 4, 5), float(v)) for v in (1.0, 2.0, 6.0)]
+    assert torch.allclose(ws(hidden), torch.full((2, 4, 5), 3.0))
+    with torch.no_grad():
+        ws.weights.copy_(torch.tensor([0.0, math.log(2.0), math.log(5.0)]))  # softmax -> 1/8, 2/8, 5/8
+    assert torch.allclose(ws.normalized_weights(), torch.tensor([1 / 8, 2 / 8, 5 / 8]))
+    assert torch.allclose(ws(hidden), torch.full((2, 4, 5), (1 + 4 + 30) / 8))
+    assert torch.allclose(ws(torch.stack(hidden)), ws(hidden))  # stacked input too
+    assert ws.normalized_weights().sum().item() == pytest.approx(1.0)
+
+
+def test_weighted_sum_layer_weights_receive_gradients():
+    torch.manual_seed(0)
+    ws = WeightedLayerSum(4, layer_norm=True)
+    hidden = [torch.randn(2, 7, 8) * (i + 1) for i in range(4)]
+    target = hidden[2].detach()
+    loss = ((ws(hidden) - torch.nn.functional.layer_norm(target, (8,))) ** 2).mean()
+    loss.backward()
+    assert ws.weights.grad is not None
+    assert ws.weights.grad.abs().sum() > 0
+    # one step of gradient descent moves weight towards the matching layer
+    with torch.no_grad():
+        ws.weights -= 10.0 * ws.weights.grad
+    assert ws.normalized_weights().argmax().item() == 2
+
+
+def test_weighted_sum_layer_norm_and_errors():
+    ws = WeightedLayerSum(2, layer_norm=True)
+    hidden = [torch.randn(1, 3, 16) * 100 + 50, torch.randn(1, 3, 16) * 0.01]
+    out = ws(hidden)
+    normed = [torch.nn.functional.layer_norm(h, (16,)) for h in hidden]
+    assert torch.allclose(out, (normed[0] + normed[1]) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match="expects 2 hidden states"):
+        ws([hidden[0]])
+    with pytest.raises(ValueError):
+        WeightedLayerSum(0)
+
+
+# ----------------------------------------------------------------------- heads
+def _padded(x, valid, garbage=100.0):
+    """x (B, T, d) with frames past ``valid`` (list) replaced by garbage; relative lengths."""
+    x = x.clone()
+    T = x.shape[1]
+    for b, n in enumerate(valid):
+        x[b, n:] = garbage
+    return x, torch.tensor([n / T for n in valid])
+
+
+@pytest.mark.parametrize("head", [
+    lambda: MeanPoolLinear(8, 3),
+    lambda: BiLSTMLinear(8, 3, hidden_size=6, num_layers=2, dropout=0.0),
+])
+def test_utterance_heads_ignore_padding(head):
+    torch.manual_seed(0)
+    h = head().eval()
+    x = torch.randn(1, 6, 8)
+    alone = h(x, torch.ones(1))
+    padded, lens = _padded(torch.cat([x, torch.randn(1, 4, 8)], 1).repeat(2, 1, 1), [6, 10])
+    out = h(padded, lens)
+    assert out.shape == (2, 3)
+    assert torch.allclose(out[0], alone[0], atol=1e-5)
+
+
+def test_heads_shapes():
+    torch.manual_seed(0)
+    x, lens = torch.randn(3, 20, 16), torch.tensor([1.0, 0.7, 0.4])
+    assert LinearHead(16, 30)(x, lens).shape == (3, 20, 30)
+    assert BiLSTMHead(16, 30, hidden_size=8)(x, lens).shape == (3, 20, 30)
+    cn = ContextNetHead(16, 30, out_channels=16, conv_channels=[16, 16], num_blocks=2, num_layers=2)
+    assert cn(x, lens).shape == (3, 20, 30)  # stride 1: one output per encoder frame
+    xv = XvectorHead(16, emb_dim=12, tdnn_channels=(16, 16, 16, 16, 32))
+    assert xv(x, lens).shape == (3, 12)
+    ec = ECAPAHead(16, emb_dim=12, channels=(16, 16, 16, 16, 48), attention_channels=8, se_channels=8)
+    assert ec(x, lens).shape == (3, 12)
+    cls = EmbeddingClassifier(12, 5, cosine=True)
+    logits = cls(ec(x, lens))
+    assert logits.shape == (3, 5) and logits.abs().max() <= 1.0 + 1e-5  # cosines
+    with pytest.raises(ValueError):
+        ContextNetHead(16, 30, conv_channels=[16], num_blocks=2)
+
+
+# ------------------------------------------------------------- frozen encoder
+@pytest.mark.parametrize("mixer", ["mhsa", "pom", "fastformer", "hypermixing"])
+def test_frozen_encoder_bit_identical_after_probe_steps(mixer, tmp_path, one_thread):  # noqa: F811
+    from brq_att_alt.model import BestRQModel
+    from brq_att_alt.pretrained import load_pretrained, save_pretrained
+
+    from mp3s_fixtures import TINY_MODEL
+
+    torch.manual_seed(0)
+    folder = save_pretrained(BestRQModel(mixer, **TINY_MODEL), tmp_path / "run" / "save")
+    encoder = load_pretrained(folder.parent)  # any mixer, from the run's output folder
+    assert encoder.model.config["mixer"] == mixer and encoder.num_layers == 3
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    ws = WeightedLayerSum(encoder.num_layers)
+    probe = MeanPoolLinear(encoder.d_model, 3)
+    modules = torch.nn.ModuleDict({"encoder": encoder, "ws": ws, "probe": probe})
+    modules.train()
+    assert not encoder.training  # frozen: stays in eval mode
+    # weight decay on every parameter: a frozen weight must still not move
+    opt = torch.optim.AdamW(modules.parameters(), lr=0.1, weight_decay=0.5)
+    torch.manual_seed(0)
+    wavs, lens = torch.randn(2, 16000) * 0.1, torch.tensor([1.0, 0.6])
+    for _ in range(3):
+        hidden, mask = encoder(wavs, lens)
+        logits = probe(ws(hidden), (~mask).sum(1) / mask.shape[1])
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert ws.weights.grad is not None and ws.weights.grad.abs().sum() > 0
+    assert not torch.allclose(ws.normalized_weights(), torch.full((encoder.num_layers,), 1 / encoder.num_layers))
+    assert all(p.grad is None for p in encoder.parameters())
+    after = encoder.state_dict()
+    assert set(after) == set(before)
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), f"frozen encoder weight {k} changed"
+
+
+# --------------------------------------------------------------------- EER
+@pytest.mark.parametrize("pos, neg, eer, threshold", [
+    ([0.9, 0.8, 0.7], [0.1, 0.2, 0.3], 0.0, 0.7),  # separated: t = lowest target score
+    ([0.9, 0.4], [0.5, 0.1], 0.5, 0.5),  # t=0.5: FAR 1/2 (0.5 >= 0.5), FRR 1/2 (0.4 < 0.5)
+    ([0.8, 0.6, 0.4, 0.2], [0.5, 0.3, 0.1, 0.0], 0.25, 0.4),  # t=0.4: FAR 1/4, FRR 1/4
+    ([0.5, 0.5], [0.5, 0.5], 0.5, 0.5),  # no information: FAR 1 FRR 0 or FAR 0 FRR 1
+    ([0.1], [0.9], 1.0, 0.9),  # inverted: t=0.9 rejects the target, accepts the impostor
+])
+def test_eer_hand_worked(pos, neg, eer, threshold):
+    got, t = compute_eer(pos, neg)
+    assert got == pytest.approx(eer)
+    assert t == pytest.approx(threshold)
+
+
+def test_eer_three_to_one():
+    # thresholds (FAR, FRR): 0.05 (1, 0), 0.1 (3/4, 0), 0.2 (2/4, 0), 0.3 (1/4, 0),
+    # 0.6 (1/4, 1/3), 0.7 (1/4, 2/3), 0.9 (0, 2/3), inf (0, 1): smallest gap 1/12 at t=0.6
+    eer, t = compute_eer([0.9, 0.6, 0.3], [0.7, 0.2, 0.1, 0.05])
+    assert t == pytest.approx(0.6)
+    assert eer == pytest.approx((1 / 4 + 1 / 3) / 2)
+
+
+def test_eer_errors():
+    with pytest.raises(ValueError, match="positive and negative"):
+        compute_eer([], [0.1])
+    with pytest.raises(ValueError, match="finite"):
+        compute_eer([float("nan")], [0.1])
+
+
+def test_cosine_scoring_and_trial_lists(tmp_path):
+    emb = {"a/1.wav": torch.tensor([1.0, 0.0]), "a/2.wav": torch.tensor([2.0, 0.1]),
+           "b/1.wav": torch.tensor([0.0, 3.0])}
+    assert cosine_score(emb["a/1.wav"], emb["b/1.wav"]).item() == pytest.approx(0.0)
+    assert cosine_score(torch.tensor([1.0, 1.0]), torch.tensor([2.0, 2.0])).item() == pytest.approx(1.0)
+    trials = [(1, "a/1.wav", "a/2.wav"), (0, "a/1.wav", "b/1.wav"), (0, "a/2.wav", "b/1.wav")]
+    path = write_trial_list(trials, tmp_path / "veri_test2.txt")
+    assert path.read_text().splitlines()[0] == "1 a/1.wav a/2.wav"
+    assert read_trial_list(path) == trials
+    pos, neg = score_trials(read_trial_list(path), emb)
+    assert len(pos) == 1 and len(neg) == 2 and pos[0] > max(neg)
+    assert compute_eer(pos, neg)[0] == 0.0
+    with pytest.raises(KeyError, match="No embedding"):
+        score_trials([(1, "a/1.wav", "c/9.wav")], emb)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 a/1.wav a/2.wav\ntarget a/1.wav\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: expected 'label enrol test'"):
+        read_trial_list(bad)
+    with pytest.raises(FileNotFoundError):
+        read_trial_list(tmp_path / "missing.txt")
+
+
+# --------------------------------------------------------------------- WER
+def test_wer_hand_worked_through_greedy_ctc():
+    """The ASR probes' metric path: greedy CTC decoding then corpus WER."""
+    from brq_att_alt.ctc_decoding import greedy_decode
+    from brq_att_alt.text import CharTokenizer
+    from brq_att_alt.wer import corpus_wer
+
+    tok = CharTokenizer()
+    # frames: A A <b> B <sp> C -> "AB C"
+    ids = [tok.encode("A")[0], tok.encode("A")[0], tok.blank_index, tok.encode("B")[0], tok.space_index,
+           tok.encode("C")[0]]
+    log_probs = torch.full((1, 6, tok.vocab_size), -10.0)
+    for t, i in enumerate(ids):
+        log_probs[0, t, i] = 0.0
+    hyp = greedy_decode(log_probs, torch.tensor([1.0]), tok)
+    assert hyp == ["AB C"]
+    # ref "AB CD E": 1 substitution (C -> CD) + 1 deletion (E) over 3 words
+    wer, ops = corpus_wer(["AB CD E"], hyp)
+    assert wer == pytest.approx(2 / 3)
+    # corpus WER is a ratio of sums: (2 + 0) / (3 + 1)
+    assert corpus_wer(["AB CD E", "X"], ["AB C", "X"])[0] == pytest.approx(0.5)

@@ -1,0 +1,136 @@
+"""MP3S recipes end to end on the tiny synthetic corpus and a tiny random checkpoint:
+each probe trains a few steps and writes its metric; the frozen encoder is untouched;
+the driver writes the results table."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mp3s_fixtures import MP3S, REPO_ROOT, mp3s_recipes, one_thread, tiny_pretrained  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+SPLITS = "{train: [train-clean-100], valid: [dev-clean], test: [test-clean]}"
+TINY_OVERRIDES = {
+    ("LibriSpeech_ASR", "BiLSTM"): ["--test_splits=[test-clean]", "--lstm_hidden=16", "--beam_size=4",
+                                    "--lm_order=2"],
+    ("LibriSpeech_ASR", "ContextNet"): ["--test_splits=[test-clean]", "--contextnet_blocks=2",
+                                        "--contextnet_channels=16", "--contextnet_out=16",
+                                        "--contextnet_layers=1", "--build_lm=False"],
+    ("CommonVoice_ASR", "linear"): [f"--synthetic_splits={SPLITS}", "--language=eu"],
+    ("CommonVoice_ASR", "BiLSTM"): [f"--synthetic_splits={SPLITS}", "--lstm_hidden=16"],
+    ("VoxCeleb1_SV", "Xvector"): [
+        "--synthetic_options={num_test_speakers: 2, train_splits: [train-clean-100], "
+        "valid_splits: [dev-clean], test_splits: [test-clean, dev-clean]}",
+        "--xvector_channels=[16,16,16,16,32]", "--emb_dim=8"],
+    ("VoxCeleb1_SV", "ECAPA"): [
+        "--synthetic_options={num_test_speakers: 2, train_splits: [train-clean-100], "
+        "valid_splits: [dev-clean], test_splits: [test-clean]}",
+        "--ecapa_channels=[16,16,16,16,48]", "--ecapa_attention_channels=8", "--ecapa_se_channels=8",
+        "--emb_dim=8"],
+    ("SLURP_IC", "linear"): [f"--synthetic_splits={SPLITS}"],
+    ("SLURP_IC", "BiLSTM"): [f"--synthetic_splits={SPLITS}", "--lstm_hidden=16"],
+    ("IEMOCAP_ER", "linear"): ["--num_sessions=2", "--folds=[1, 2]"],
+    ("IEMOCAP_ER", "ECAPA"): ["--num_sessions=2", "--folds=[2]", "--ecapa_channels=[16,16,16,16,48]",
+                              "--ecapa_attention_channels=8", "--ecapa_se_channels=8", "--emb_dim=8"],
+}
+EXPECTED_METRICS = {
+    ("LibriSpeech_ASR", "BiLSTM"): {"WER test-clean", "WER test-clean +LM"},
+    ("LibriSpeech_ASR", "ContextNet"): {"WER test-clean"},
+    ("CommonVoice_ASR", "linear"): {"WER test"},
+    ("CommonVoice_ASR", "BiLSTM"): {"WER test"},
+    ("VoxCeleb1_SV", "Xvector"): {"EER"},
+    ("VoxCeleb1_SV", "ECAPA"): {"EER"},
+    ("SLURP_IC", "linear"): {"accuracy"},
+    ("SLURP_IC", "BiLSTM"): {"accuracy"},
+    ("IEMOCAP_ER", "linear"): {"accuracy"},
+    ("IEMOCAP_ER", "ECAPA"): {"accuracy"},
+}
+
+
+@pytest.mark.parametrize("task, probe", list(TINY_OVERRIDES))
+def test_probe_trains_and_writes_its_metric(task, probe, tmp_path, tiny_corpus, tiny_pretrained,  # noqa: F811
+                                            mp3s_recipes, one_thread):  # noqa: F811
+    out = tmp_path / "run"
+    mp3s_recipes(task, probe, out, tiny_pretrained, tiny_corpus, *TINY_OVERRIDES[(task, probe)])
+    result = json.loads((out / "mp3s_metrics.json").read_text())
+    assert result["task"].startswith(task) and result["probe"] == probe
+    assert result["mixer"] == "mhsa" and result["dataset"] == "synthetic"
+    assert set(result["metrics"]) == EXPECTED_METRICS[(task, probe)]
+    for name, m in result["metrics"].items():
+        assert 0.0 <= m["value"] <= (100.0 if "WER" not in name else 1000.0), (name, m)
+        assert m["direction"] == ("lower" if name.startswith(("WER", "EER")) else "higher")
+    weights = result["layer_weights"]
+    assert len(weights) == 3 and sum(weights) == pytest.approx(1.0, abs=1e-3)
+    if task == "IEMOCAP_ER":
+        folds = [str(f) for f in json.loads(TINY_OVERRIDES[(task, probe)][1].split("=", 1)[1])]
+        assert sorted(result["fold_accuracy"]) == folds
+        assert result["metrics"]["accuracy"]["value"] == pytest.approx(
+            sum(result["fold_accuracy"].values()) / len(folds))
+    if task == "VoxCeleb1_SV":
+        assert result["num_trials"] == len((out / "manifests" / "trials.txt").read_text().splitlines())
+    if task == "CommonVoice_ASR":
+        assert result["task"] == f"{task} ({'eu' if probe == 'linear' else 'cy'})"
+
+
+def test_recipe_keeps_the_encoder_frozen_and_trains_the_layer_weights(tmp_path, tiny_corpus, tiny_pretrained,  # noqa: F811
+                                                                       mp3s_recipes, one_thread):  # noqa: F811
+    stored = torch.load(next(Path(tiny_pretrained).glob("CKPT+*")) / "model.ckpt")
+    brain = mp3s_recipes("SLURP_IC", "BiLSTM", tmp_path / "run", tiny_pretrained, tiny_corpus,
+                         f"--synthetic_splits={SPLITS}", "--lstm_hidden=16", "--number_of_epochs=2", "--lr=0.05")
+    encoder = brain.modules.encoder
+    assert not encoder.training and all(not p.requires_grad for p in encoder.parameters())
+    after = encoder.model.state_dict()
+    for key, value in stored.items():
+        assert torch.equal(value, after[key]), f"frozen encoder weight {key} changed during probe training"
+    optimised = {id(p) for group in brain.optimizer.param_groups for p in group["params"]}
+    assert not optimised & {id(p) for p in encoder.parameters()}
+    weights = brain.modules.weighted_sum.weights  # (SpeechBrain sets .grad to None after each step)
+    assert id(weights) in optimised
+    assert weights.detach().abs().max() > 1e-3  # gradients moved them away from uniform (zeros)
+
+
+def test_cache_hidden_gives_the_same_features(tmp_path, tiny_corpus, tiny_pretrained, mp3s_recipes, one_thread):  # noqa: F811
+    """Epochs from the hidden-state cache see the encoder's own (padding-invariant) output."""
+    brain = mp3s_recipes("SLURP_IC", "linear", tmp_path / "run", tiny_pretrained, tiny_corpus,
+                         f"--synthetic_splits={SPLITS}", "--cache_hidden=True")
+    from speechbrain.dataio.batch import PaddedBatch
+
+    from brq_att_alt.data.audio import read_audio
+    with open(tmp_path / "run" / "manifests" / "test.csv") as fh:
+        items = [{"id": r["ID"], "sig": read_audio(r["wav"])} for r in csv.DictReader(fh)][:3]
+    batch = PaddedBatch(items)
+    with torch.no_grad():
+        cached, cached_lens = brain.encode(batch)  # test utterances are in the cache after evaluate
+        assert all(item["id"] in brain._cache for item in items)
+        brain.hparams.cache_hidden = False
+        fresh, fresh_lens = brain.encode(batch)
+    assert torch.allclose(cached_lens, fresh_lens)
+    for b in range(3):
+        n = int(round(fresh_lens[b].item() * fresh.shape[1]))
+        assert torch.allclose(cached[b, :n], fresh[b, :n], atol=1e-4)
+
+
+def test_driver_runs_a_recipe_and_writes_the_table(tmp_path, tiny_corpus, tiny_pretrained):  # noqa: F811
+    cmd = [sys.executable, str(MP3S / "run_all.py"), "--pretrained", str(tiny_pretrained), "--tiny",
+           "--tasks", "SLURP_IC", "--probes", "linear", "--output", str(tmp_path / "mp3s"),
+           "--synthetic_folder", str(tiny_corpus), "--set", f"synthetic_splits={SPLITS}",
+           "--set", "number_of_epochs=1"]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(tmp_path / "mp3s" / "results.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 1
+    row = table[0]
+    assert (row["task"], row["probe"], row["metric"], row["direction"]) == (
+        "Intent classification SLURP", "linear", "accuracy", "higher")
+    metrics = json.loads((tmp_path / "mp3s" / "mhsa" / "SLURP_IC" / "linear" / "mp3s_metrics.json").read_text())
+    assert float(row["mhsa"]) == pytest.approx(metrics["metrics"]["accuracy"]["value"], abs=0.01)
+    md = (tmp_path / "mp3s" / "results.md").read_text().splitlines()
+    assert md[0] == "| Task | Probe | Metric | mhsa |"
+    assert md[2].startswith("| Intent classification SLURP | linear | accuracy (%) ↑ |")
