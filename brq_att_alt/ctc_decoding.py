@@ -1,0 +1,125 @@
+"""CTC decoding: greedy best path and beam search with an optional kenlm n-gram LM.
+
+``greedy_decode(log_probs, lengths)`` needs nothing but torch. ``BeamSearchDecoder``
+wraps SpeechBrain's ``CTCBeamSearcher`` (prefix beam search with shallow fusion of a
+kenlm word n-gram, ARPA or binary): ``score = log p_ctc + alpha * log p_lm + beta * words``.
+The LM needs the ``lm`` extra (``pip install brq_att_alt[lm]``: kenlm, pygtrie).
+"""
+
+import logging
+from pathlib import Path
+from typing import List, Optional, Union
+
+import torch
+
+from .text import CharTokenizer
+
+logger = logging.getLogger(__name__)
+
+LM_EXTRA_HINT = "pip install brq_att_alt[lm]  (kenlm + pygtrie)"
+
+
+def absolute_lengths(lengths: Optional[torch.Tensor], batch: int, max_len: int) -> List[int]:
+    """Frame counts from ``lengths``: None (all full), integer (absolute) or float (relative, SpeechBrain)."""
+    if lengths is None:
+        return [max_len] * batch
+    lengths = torch.as_tensor(lengths)
+    if lengths.is_floating_point():
+        out = torch.round(lengths.double() * max_len).long()
+    else:
+        out = lengths.long()
+    if out.numel() != batch:
+        raise ValueError(f"{out.numel()} lengths for a batch of {batch}")
+    return out.clamp(0, max_len).tolist()
+
+
+def greedy_decode(log_probs: torch.Tensor, lengths: Optional[torch.Tensor] = None,
+                  tokenizer: Optional[CharTokenizer] = None) -> List[str]:
+    """Best-path CTC decoding.
+
+    Arguments
+    ---------
+    log_probs: (B, T, V) log-probabilities (or logits: the arg max is the same).
+    lengths: (B,) frame counts (integer dtype) or SpeechBrain relative lengths
+        (floating dtype, fraction of T); None = every frame is valid.
+    tokenizer: default ``CharTokenizer()`` (blank 0).
+    """
+    tokenizer = tokenizer or CharTokenizer()
+    if log_probs.dim() != 3:
+        raise ValueError(f"log_probs must be (B, T, V), got shape {tuple(log_probs.shape)}")
+    best = log_probs.argmax(-1).cpu()
+    lens = absolute_lengths(lengths, best.shape[0], best.shape[1])
+    return [tokenizer.ctc_collapse(best[b, :n]) for b, n in enumerate(lens)]
+
+
+def _check_lm_deps():
+    try:
+        import kenlm  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f"LM decoding needs the kenlm python module: {LM_EXTRA_HINT}") from err
+    try:
+        import pygtrie  # noqa: F401  (SpeechBrain's kenlm scorer imports it)
+    except ImportError as err:
+        raise ImportError(f"LM decoding needs pygtrie (SpeechBrain's kenlm scorer): {LM_EXTRA_HINT}") from err
+
+
+class BeamSearchDecoder:
+    """CTC prefix beam search, optionally with a kenlm word n-gram (shallow fusion).
+
+    Arguments
+    ---------
+    tokenizer: the ``CharTokenizer`` of the acoustic model (its ``labels`` are the vocab).
+    lm_path: ARPA (``.arpa``) or kenlm binary file; None = no LM.
+    alpha: LM weight; beta: word insertion bonus; beam_size: beams kept.
+    kwargs: other ``CTCBeamSearcher`` options (``beam_prune_logp``, ``token_prune_min_logp`` ...).
+
+    Call with ``(log_probs (B, T, V), lengths)`` (lengths as in ``greedy_decode``) -> list of str.
+    """
+
+    def __init__(self, tokenizer: Optional[CharTokenizer] = None, lm_path: Optional[Union[str, Path]] = None,
+                 alpha: float = 0.5, beta: float = 1.0, beam_size: int = 50, **kwargs):
+        from speechbrain.decoders.ctc import CTCBeamSearcher
+
+        self.tokenizer = tokenizer or CharTokenizer()
+        self.lm_path = None
+        if lm_path not in (None, ""):
+            lm_path = Path(lm_path).expanduser()
+            if not lm_path.is_file():
+                raise FileNotFoundError(
+                    f"n-gram LM file not found: {lm_path} (give an ARPA or kenlm binary file; "
+                    "build one with `python -m brq_att_alt.ngram --text TRANSCRIPTS --out lm.arpa`)"
+                )
+            _check_lm_deps()
+            self.lm_path = str(lm_path)
+        self.alpha, self.beta, self.beam_size = alpha, beta, beam_size
+        self.searcher = CTCBeamSearcher(
+            blank_index=self.tokenizer.blank_index,
+            vocab_list=list(self.tokenizer.labels),
+            space_token=self.tokenizer.labels[self.tokenizer.space_index],
+            kenlm_model_path=self.lm_path,
+            alpha=alpha,
+            beta=beta,
+            beam_size=beam_size,
+            **kwargs,
+        )
+
+    def __call__(self, log_probs: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[str]:
+        return self.decode(log_probs, lengths)
+
+    def decode(self, log_probs: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[str]:
+        if log_probs.dim() != 3:
+            raise ValueError(f"log_probs must be (B, T, V), got shape {tuple(log_probs.shape)}")
+        log_probs = log_probs.detach().float().cpu()
+        lens = absolute_lengths(lengths, log_probs.shape[0], log_probs.shape[1])
+        out = []
+        for b, n in enumerate(lens):
+            if n == 0:
+                out.append("")
+                continue
+            hyps = self.searcher(log_probs[b : b + 1, :n])
+            text = hyps[0][0].text if hyps and hyps[0] else ""
+            out.append(" ".join(text.split()))
+        return out
+
+
+__all__ = ["BeamSearchDecoder", "absolute_lengths", "greedy_decode"]

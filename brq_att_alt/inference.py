@@ -1,0 +1,356 @@
+"""Inference with BEST-RQ checkpoints: transcription (CTC fine-tuned) and layer-wise features.
+
+A fine-tuning run of ``recipes/finetune_ctc`` writes into its save folder, next to
+the pre-training layout (``brq_model.json`` + ``CKPT+*/model.ckpt``)::
+
+    ctc_head.json         CTCHead constructor arguments
+    tokenizer.json        the CharTokenizer
+    CKPT+*/head.ckpt      the head weights
+
+so ``BestRQTranscriber.from_folder`` can rebuild encoder + head + tokenizer, and
+``load_pretrained`` still reads the (fine-tuned) encoder alone. Features work for a
+pre-training folder too::
+
+    asr = BestRQTranscriber.from_folder("results/finetune_ctc/.../")
+    asr.transcribe_file("a.flac")                 # -> "HELLO WORLD"
+    feats = asr.layer_features("a.flac")          # .hidden: num_layers + 1 tensors (1, T', d)
+
+Long recordings: the linear mixers (everything but ``mhsa``) take a whole file in one
+pass under ``torch.inference_mode`` (memory linear in its length). With ``mhsa``
+(quadratic memory) files longer than ``chunk_seconds`` are cut into independent
+chunks, with a warning.
+"""
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from .ctc_decoding import BeamSearchDecoder, greedy_decode
+from .data.audio import read_audio
+from .pretrained import (
+    CONFIG_NAME,
+    PretrainedEncoder,
+    find_save_folder,
+    latest_checkpoint,
+    load_pretrained,
+)
+from .text import CharTokenizer
+
+logger = logging.getLogger(__name__)
+
+HEAD_CONFIG_NAME = "ctc_head.json"
+HEAD_CKPT_NAME = "head.ckpt"
+TOKENIZER_NAME = "tokenizer.json"
+SAMPLE_RATE = 16000
+# chunk boundaries at multiples of one encoder frame (4 fbank hops of 10 ms)
+FRAME_SAMPLES = 640
+PathLike = Union[str, Path]
+
+
+class CTCHead(nn.Module):
+    """MLP on top of the encoder: ``num_layers`` Linear layers, the last one to the vocabulary.
+
+    Hidden layers: Linear -> LayerNorm -> LeakyReLU -> Dropout (LayerNorm, unlike
+    BatchNorm, ignores the padded frames of other utterances). Returns logits (B, T, V).
+    """
+
+    def __init__(self, input_size: int, vocab_size: int, hidden_size: int = 512, num_layers: int = 3,
+                 dropout: float = 0.15):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.config = dict(input_size=input_size, vocab_size=vocab_size, hidden_size=hidden_size,
+                           num_layers=num_layers, dropout=dropout)
+        layers: List[nn.Module] = []
+        size = input_size
+        for _ in range(num_layers - 1):
+            layers += [nn.Linear(size, hidden_size), nn.LayerNorm(hidden_size), nn.LeakyReLU(), nn.Dropout(dropout)]
+            size = hidden_size
+        layers.append(nn.Linear(size, vocab_size))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def save_asr_config(head: CTCHead, tokenizer: CharTokenizer, save_folder: PathLike) -> Path:
+    """Write ``ctc_head.json`` and ``tokenizer.json`` into a save folder; returns it."""
+    save_folder = Path(save_folder)
+    save_folder.mkdir(parents=True, exist_ok=True)
+    (save_folder / HEAD_CONFIG_NAME).write_text(json.dumps(head.config, indent=2, sort_keys=True))
+    tokenizer.save(save_folder / TOKENIZER_NAME)
+    return save_folder
+
+
+def best_checkpoint(save_folder: Path) -> Path:
+    """The ``CKPT+*`` folder with the lowest validation ``WER`` in its CKPT.yaml (a fine-tuning run
+    keeps the best and the most recent); the newest one when none records a WER."""
+    scored = []
+    for ckpt in Path(save_folder).glob("CKPT+*"):
+        meta = ckpt / "CKPT.yaml"
+        if not (ckpt / "model.ckpt").is_file() or not meta.is_file():
+            continue
+        for line in meta.read_text().splitlines():
+            if line.startswith("WER:"):
+                scored.append((float(line.split(":", 1)[1]), ckpt.name, ckpt))
+    if scored:
+        return min(scored)[2]
+    return latest_checkpoint(Path(save_folder))
+
+
+class LayerFeatures(NamedTuple):
+    """``hidden``: num_layers + 1 tensors (B, T', d) (front end, then each layer; zeros on padding);
+    ``lengths``: (B,) valid frames (40 ms each)."""
+
+    hidden: List[torch.Tensor]
+    lengths: torch.Tensor
+
+    def stacked(self) -> torch.Tensor:
+        """(num_layers + 1, B, T', d)."""
+        return torch.stack(self.hidden)
+
+
+def _pad_batch(wavs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    longest = max(w.shape[0] for w in wavs)
+    batch = torch.zeros(len(wavs), longest)
+    for i, w in enumerate(wavs):
+        batch[i, : w.shape[0]] = w
+    lens = torch.tensor([w.shape[0] / longest for w in wavs])
+    return batch, lens
+
+
+class BestRQTranscriber:
+    """Encoder (+ CTC head + tokenizer for a fine-tuned folder) for inference.
+
+    Arguments
+    ---------
+    encoder: a ``PretrainedEncoder`` (frozen for inference).
+    head, tokenizer: the CTC head and its tokenizer; None for a pre-training folder
+        (features only).
+    decoder: None (greedy) or a ``BeamSearchDecoder``.
+    chunk_seconds: longest piece encoded at once. Default: None (one pass) for the
+        linear mixers, 30 s for ``mhsa``; 0 = never chunk.
+    device: where the model runs.
+    frontend_chunk_frames: fbank frames per piece of the (local, exact) chunked conv
+        front end (default 2000 = 20 s); 0 = one piece.
+    """
+
+    def __init__(self, encoder: PretrainedEncoder, head: Optional[CTCHead] = None,
+                 tokenizer: Optional[CharTokenizer] = None, decoder: Optional[BeamSearchDecoder] = None,
+                 chunk_seconds: Optional[float] = None, device: Union[str, torch.device] = "cpu",
+                 frontend_chunk_frames: int = 2000):
+        self.frontend_chunk_frames = int(frontend_chunk_frames)
+        self.device = torch.device(device)
+        self.encoder = encoder.freeze().to(self.device)
+        self.head = head.eval().to(self.device) if head is not None else None
+        self.tokenizer = tokenizer
+        self.decoder = decoder
+        self.mixer = encoder.model.config["mixer"]
+        if chunk_seconds is None:
+            chunk_seconds = 30.0 if self.mixer == "mhsa" else 0.0
+        self.chunk_seconds = float(chunk_seconds)
+        self.sample_rate = encoder.features.sample_rate
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def from_folder(cls, path: PathLike, checkpoint: Optional[PathLike] = None, device: Union[str, torch.device] = "cpu",
+                    lm_path: Optional[PathLike] = None, beam_size: int = 1, alpha: float = 0.5, beta: float = 1.0,
+                    chunk_seconds: Optional[float] = None, require_head: bool = False) -> "BestRQTranscriber":
+        """Load a fine-tuning output folder (encoder + head + tokenizer) or a pre-training one (encoder only).
+
+        ``checkpoint``: a ``CKPT+*`` folder; default the one with the best validation WER
+        (fine-tuning runs), else the newest.
+
+        ``lm_path`` (ARPA or kenlm binary) or ``beam_size > 1`` switch from greedy to beam search.
+        ``require_head``: raise if the folder has no CTC head (a pre-training folder).
+        """
+        save_folder = find_save_folder(path)
+        ckpt = Path(checkpoint) if checkpoint is not None else best_checkpoint(save_folder)
+        encoder = load_pretrained(save_folder, checkpoint=ckpt, freeze=True, map_location="cpu")
+        head = tokenizer = None
+        if (save_folder / HEAD_CONFIG_NAME).is_file():
+            head = CTCHead(**json.loads((save_folder / HEAD_CONFIG_NAME).read_text()))
+            if not (ckpt / HEAD_CKPT_NAME).is_file():
+                raise FileNotFoundError(f"{save_folder / HEAD_CONFIG_NAME} exists but {ckpt / HEAD_CKPT_NAME} does not")
+            head.load_state_dict(torch.load(ckpt / HEAD_CKPT_NAME, map_location="cpu"))
+            tok_path = save_folder / TOKENIZER_NAME
+            tokenizer = CharTokenizer.load(tok_path) if tok_path.is_file() else CharTokenizer()
+            if tokenizer.vocab_size != head.config["vocab_size"]:
+                raise ValueError(f"Tokenizer size {tokenizer.vocab_size} != head output {head.config['vocab_size']}")
+        elif require_head:
+            raise FileNotFoundError(
+                f"{save_folder} holds no {HEAD_CONFIG_NAME}: it is a pre-training folder (features only). "
+                "Transcription needs the output folder of recipes/finetune_ctc."
+            )
+        decoder = None
+        if head is not None and (lm_path or beam_size > 1):
+            decoder = BeamSearchDecoder(tokenizer, lm_path=lm_path or None, alpha=alpha, beta=beta,
+                                        beam_size=max(beam_size, 1))
+        logger.info("Loaded %s (mixer %s, checkpoint %s, %s)", save_folder, encoder.model.config["mixer"],
+                    ckpt.name, "with CTC head" if head is not None else "encoder only")
+        return cls(encoder, head, tokenizer, decoder, chunk_seconds=chunk_seconds, device=device)
+
+    @property
+    def can_transcribe(self) -> bool:
+        return self.head is not None
+
+    # ---------------------------------------------------------------- encoding
+    def _frontend(self, feats: torch.Tensor, mask: torch.Tensor):
+        """The conv front end, run over time chunks when the input is long.
+
+        The front end is local (receptive field +-3 fbank frames at 40 ms output steps) but
+        its first Conv2d has 128 channels: on minutes of audio that activation, not the linear
+        mixers, would dominate the memory. Chunks overlap by 8 fbank frames and the 2 output
+        frames next to each cut are dropped, so the result equals the one-pass output.
+        """
+        frontend = self.encoder.model.frontend
+        chunk = self.frontend_chunk_frames
+        T = feats.shape[1]
+        if chunk <= 0 or T <= chunk:
+            return frontend(feats, mask)
+        chunk -= chunk % 4
+        ctx = 8
+        outs, masks = [], []
+        for start in range(0, T, chunk):
+            lo, hi = max(0, start - ctx), min(T, start + chunk + ctx)
+            x, m = frontend(feats[:, lo:hi], mask[:, lo:hi])
+            first = (start - lo) // 4
+            n = (min(start + chunk, T) - start + 3) // 4
+            outs.append(x[:, first : first + n])
+            masks.append(m[:, first : first + n])
+        return torch.cat(outs, 1), torch.cat(masks, 1)
+
+    def _encode_one_pass(self, wavs: torch.Tensor, wav_lens: torch.Tensor, hidden: bool):
+        feats, mask = self.encoder.features(wavs, wav_lens)
+        x, out_mask = self._frontend(feats, mask)
+        del feats
+        out = self.encoder.model.encoder(x, out_mask, return_hidden=hidden)
+        if hidden:
+            return out[0], out_mask, out[1]
+        return out, out_mask, None
+
+    def _encode(self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor], hidden: bool = False):
+        """-> (output (B, T', d), lengths (B,), hidden states list or None)."""
+        wavs = wavs.to(self.device).float()
+        if wavs.dim() == 1:
+            wavs = wavs.unsqueeze(0)
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0])
+        wav_lens = wav_lens.to(self.device).float()
+        num_samples = torch.round(wav_lens * wavs.shape[1]).long()
+        chunk = int(round(self.chunk_seconds * self.sample_rate / FRAME_SAMPLES)) * FRAME_SAMPLES
+        if chunk <= 0 or int(num_samples.max()) <= chunk:
+            out, mask, states = self._encode_one_pass(wavs, wav_lens, hidden)
+            return out, (~mask).sum(1), states
+        warnings.warn(
+            f"{self.mixer} has quadratic memory: audio longer than {self.chunk_seconds:g} s is encoded "
+            "in independent chunks (no context across chunk boundaries). Use a linear mixer for one pass, "
+            "or chunk_seconds=0 to force it.",
+            stacklevel=3,
+        )
+        outs, all_states, lengths = [], [], []
+        for b in range(wavs.shape[0]):
+            wav = wavs[b, : int(num_samples[b])]
+            pieces = [wav[s : s + chunk] for s in range(0, wav.shape[0], chunk)]
+            if len(pieces) > 1 and pieces[-1].shape[0] < FRAME_SAMPLES:  # a sliver: merge it
+                pieces[-2] = torch.cat([pieces[-2], pieces.pop()])
+            o_parts, s_parts = [], []
+            for piece in pieces:
+                o, m, s = self._encode_one_pass(piece.unsqueeze(0), torch.ones(1, device=self.device), hidden)
+                n = int((~m).sum())
+                o_parts.append(o[0, :n])
+                if hidden:
+                    s_parts.append([h[0, :n] for h in s])
+            outs.append(torch.cat(o_parts))
+            lengths.append(outs[-1].shape[0])
+            if hidden:
+                all_states.append([torch.cat(layer) for layer in zip(*s_parts)])
+        T = max(lengths)
+
+        def pad(seqs):
+            batch = seqs[0].new_zeros(len(seqs), T, seqs[0].shape[-1])
+            for i, s in enumerate(seqs):
+                batch[i, : s.shape[0]] = s
+            return batch
+
+        states = [pad(list(layer)) for layer in zip(*all_states)] if hidden else None
+        return pad(outs), torch.tensor(lengths), states
+
+    # ------------------------------------------------------------- features
+    def _load_batch(self, file_or_batch, wav_lens=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(file_or_batch, (str, Path)):
+            file_or_batch = [file_or_batch]
+        if isinstance(file_or_batch, torch.Tensor):
+            wavs = file_or_batch if file_or_batch.dim() == 2 else file_or_batch.unsqueeze(0)
+            lens = torch.ones(wavs.shape[0]) if wav_lens is None else torch.as_tensor(wav_lens).float()
+            return wavs, lens
+        return _pad_batch([read_audio(p, self.sample_rate) for p in file_or_batch])
+
+    def layer_features(self, file_or_batch, wav_lens: Optional[torch.Tensor] = None) -> LayerFeatures:
+        """Every hidden state of the encoder for a file, a list of files, or a (B, samples) batch.
+
+        Returns ``LayerFeatures(hidden, lengths)``: num_layers + 1 tensors (B, T', d) and the
+        (B,) numbers of valid frames (files in a list are padded to the longest, in order).
+        """
+        wavs, lens = self._load_batch(file_or_batch, wav_lens)
+        with torch.inference_mode():
+            _, lengths, states = self._encode(wavs, lens, hidden=True)
+        return LayerFeatures([s.cpu() for s in states], lengths.cpu())
+
+    # ---------------------------------------------------------- transcription
+    def _require_head(self):
+        if self.head is None:
+            raise RuntimeError("This folder holds a pre-trained encoder without CTC head: it gives "
+                               "layer_features() but cannot transcribe. Fine-tune it with recipes/finetune_ctc.")
+
+    def log_probs(self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, samples) waveforms -> CTC log-probabilities (B, T', V) and valid frame counts (B,)."""
+        self._require_head()
+        with torch.inference_mode():
+            out, lengths, _ = self._encode(wavs, wav_lens)
+            logp = self.head(out).log_softmax(-1)
+        return logp.cpu(), lengths.cpu()
+
+    def transcribe_batch(self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None) -> List[str]:
+        """(B, samples) 16 kHz waveforms + relative lengths -> B transcripts."""
+        logp, lengths = self.log_probs(wavs, wav_lens)
+        if self.decoder is not None:
+            return self.decoder(logp, lengths)
+        return greedy_decode(logp, lengths, self.tokenizer)
+
+    def transcribe_file(self, path: PathLike) -> str:
+        return self.transcribe_files([path])[0]
+
+    def transcribe_files(self, paths: Sequence[PathLike], batch_size: int = 8) -> List[str]:
+        """Transcripts of audio files (any rate / channels: resampled to 16 kHz mono), in order.
+
+        Files are batched by similar length; ``batch_size`` 1 runs them one by one.
+        """
+        self._require_head()
+        wavs = [read_audio(p, self.sample_rate) for p in paths]
+        order = sorted(range(len(wavs)), key=lambda i: wavs[i].shape[0])
+        out: List[Optional[str]] = [None] * len(wavs)
+        for start in range(0, len(order), max(batch_size, 1)):
+            idx = order[start : start + max(batch_size, 1)]
+            batch, lens = _pad_batch([wavs[i] for i in idx])
+            for i, text in zip(idx, self.transcribe_batch(batch, lens)):
+                out[i] = text
+        return out  # type: ignore[return-value]
+
+
+__all__ = [
+    "CTCHead",
+    "best_checkpoint",
+    "HEAD_CKPT_NAME",
+    "HEAD_CONFIG_NAME",
+    "LayerFeatures",
+    "BestRQTranscriber",
+    "TOKENIZER_NAME",
+    "save_asr_config",
+    "CONFIG_NAME",
+]

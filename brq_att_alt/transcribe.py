@@ -1,0 +1,99 @@
+"""Command line transcription (and feature extraction) with a BEST-RQ checkpoint folder.
+
+::
+
+    python -m brq_att_alt.transcribe --model results/finetune_ctc/ctc/2024 a.flac b.wav
+    python -m brq_att_alt.transcribe --model FOLDER --lm lm.arpa --beam-size 32 a.flac
+    python -m brq_att_alt.transcribe --model PRETRAIN_FOLDER --features feats.pt a.flac
+    brq-transcribe --model FOLDER a.flac            (console script)
+
+Prints one ``FILE<TAB>TRANSCRIPT`` line per file (``--features`` with a pre-training
+folder, which has no CTC head, only extracts features). ``--features OUT.pt`` saves
+``{file: tensor (num_layers + 1, T', d_model)}`` with ``torch.save``. A file that cannot
+be read is reported on stderr and the exit status is 1; the others are still processed.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="brq-transcribe", description=__doc__.split("\n\n")[0])
+    p.add_argument("files", nargs="+", help="audio files (any rate and channel count; resampled to 16 kHz mono)")
+    p.add_argument("--model", required=True, help="output folder of a fine-tuning (or, for --features, pre-training) run")
+    p.add_argument("--lm", default=None, help="kenlm n-gram (ARPA or binary) for beam search")
+    p.add_argument("--beam-size", type=int, default=None, help="beam search width (default 1 = greedy; 32 with --lm)")
+    p.add_argument("--alpha", type=float, default=0.8, help="LM weight (default 0.8)")
+    p.add_argument("--beta", type=float, default=1.5, help="word insertion bonus (default 1.5)")
+    p.add_argument("--features", default=None, metavar="OUT.pt", help="also save every layer's features here")
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help="encode long files in chunks of this length (default: one pass for linear mixers, 30 s for mhsa)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from .data.audio import AudioReadError
+    from .inference import BestRQTranscriber
+
+    beam = args.beam_size if args.beam_size is not None else (32 if args.lm else 1)
+    try:
+        asr = BestRQTranscriber.from_folder(args.model, device=args.device, lm_path=args.lm, beam_size=beam,
+                                            alpha=args.alpha, beta=args.beta, chunk_seconds=args.chunk_seconds)
+    except (FileNotFoundError, ImportError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not asr.can_transcribe and args.features is None:
+        print(f"error: {args.model} has no CTC head (a pre-training folder): it cannot transcribe; "
+              "use --features OUT.pt to extract features, or a recipes/finetune_ctc output folder.", file=sys.stderr)
+        return 2
+
+    status = 0
+    readable = []
+    for f in args.files:
+        if not Path(f).is_file():
+            print(f"error: {f}: no such file", file=sys.stderr)
+            status = 1
+        else:
+            readable.append(f)
+    features = {}
+    for start in range(0, len(readable), max(args.batch_size, 1)):
+        group = readable[start : start + max(args.batch_size, 1)]
+        try:
+            texts = asr.transcribe_files(group, batch_size=args.batch_size) if asr.can_transcribe else None
+        except AudioReadError:
+            texts = None
+            ok = []
+            for f in group:  # find the bad file(s), keep the others
+                try:
+                    t = asr.transcribe_file(f) if asr.can_transcribe else None
+                    ok.append((f, t))
+                except AudioReadError as err:
+                    print(f"error: {err}", file=sys.stderr)
+                    status = 1
+        else:
+            ok = list(zip(group, texts if texts is not None else [None] * len(group)))
+        for f, text in ok:
+            if text is not None:
+                print(f"{f}\t{text}", flush=True)
+            if args.features:
+                feats = asr.layer_features(f)
+                features[f] = feats.stacked()[:, 0, : int(feats.lengths[0])].clone()
+    if args.features:
+        Path(args.features).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(features, args.features)
+        print(f"features of {len(features)} file(s) saved to {args.features}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

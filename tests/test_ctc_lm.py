@@ -1,0 +1,249 @@
+"""Character tokenizer, CTC greedy / LM beam-search decoding, ARPA n-gram builder, WER + bootstrap CI."""
+
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from brq_att_alt.ctc_decoding import BeamSearchDecoder, greedy_decode
+from brq_att_alt.ngram import build_arpa, kneser_ney, main as ngram_main
+from brq_att_alt.text import CharTokenizer
+from brq_att_alt.wer import corpus_wer, edit_ops, wer_bootstrap_ci, wer_report
+
+TOY_TEXTS = ["the cat sat", "the cat ran", "a dog sat on the mat", "the dog ran", "the cat sat on the mat"]
+
+
+# ------------------------------------------------------------------ tokenizer
+def test_tokenizer_round_trip_and_layout(tmp_path):
+    tok = CharTokenizer()
+    assert tok.vocab_size == 29 == len(tok.labels)
+    assert tok.labels[0] == tok.labels[tok.blank_index] and tok.blank_index == 0
+    assert tok.labels[tok.space_index] == " "
+    assert tok.labels[2:] == ["'"] + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    text = "IT'S A NICE DAY FOR A WALK"
+    ids = tok.encode(text)
+    assert ids.dtype == torch.long and ids.shape == (len(text),)
+    assert (ids != 0).all()
+    assert tok.decode(ids) == text
+    # normalisation: case, punctuation dropped, hyphen and whitespace runs -> one separator
+    assert tok.decode(tok.encode("  well-known,  dog!\tbark ")) == "WELL KNOWN DOG BARK"
+    # blanks are skipped by decode; ctc_collapse merges repeats first
+    assert tok.decode([0, 10, 0, 3]) == tok.labels[10] + "A"
+    assert tok.ctc_collapse([10, 10, 0, 10, 1, 1, 3]) == tok.labels[10] * 2 + " A"
+    path = tok.save(tmp_path / "tok.json")
+    assert CharTokenizer.load(path) == tok
+    with pytest.raises(ValueError):
+        tok.decode([99])
+
+
+# --------------------------------------------------------------------- greedy
+def _frames_to_logp(frames, vocab=29, peak=0.9):
+    """One row per frame: the given id gets ``peak`` probability, the rest share the remainder."""
+    probs = torch.full((len(frames), vocab), (1 - peak) / (vocab - 1))
+    for t, i in enumerate(frames):
+        probs[t, i] = peak
+    return probs.log()
+
+
+def test_greedy_decode_hand_made():
+    tok = CharTokenizer()
+    ix = {c: tok.labels.index(c) for c in tok.labels[1:]}
+    # "HELLO WORLD": repeats merged, a blank between the two Ls keeps both
+    frames = [0, ix["H"], ix["H"], ix["E"], 0, ix["L"], ix["L"], 0, ix["L"], ix["O"], ix[" "], ix[" "],
+              ix["W"], ix["O"], 0, ix["R"], ix["L"], ix["L"], ix["D"], 0]
+    a = _frames_to_logp(frames)
+    b = _frames_to_logp([ix["O"], ix["K"], 0] + [ix["Z"]] * (len(frames) - 3))  # tail is padding
+    logp = torch.stack([a, b])
+    assert greedy_decode(logp, torch.tensor([len(frames), 3])) == ["HELLO WORLD", "OK"]
+    # relative (SpeechBrain) lengths give the same
+    assert greedy_decode(logp, torch.tensor([1.0, 3 / len(frames)])) == ["HELLO WORLD", "OK"]
+    # without lengths the padding is decoded too
+    assert greedy_decode(logp)[1] == "OKZ"
+
+
+# ----------------------------------------------------------------------- ARPA
+@pytest.fixture(scope="module")
+def kenlm():
+    return pytest.importorskip("kenlm")
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_arpa_loads_and_is_normalised(tmp_path, kenlm, order):
+    path = build_arpa(TOY_TEXTS, tmp_path / "toy.arpa", order=order)
+    text = path.read_text()
+    assert text.startswith("\\data\\") and text.rstrip().endswith("\\end\\")
+    for tag in ("<s>", "</s>", "<unk>"):
+        assert f"\t{tag}" in text
+    model = kenlm.Model(str(path))
+    assert model.order == order
+    vocab = sorted({w for t in TOY_TEXTS for w in t.upper().split()}) + ["</s>", "<unk>"]
+    for history in ([], ["THE"], ["THE", "CAT"], ["A", "DOG", "SAT"], ["MAT"], ["NEVERSEEN"], ["ON", "THE"]):
+        state = kenlm.State()
+        model.BeginSentenceWrite(state)
+        for w in history:
+            out = kenlm.State()
+            model.BaseScore(state, w, out)
+            state = out
+        total = 0.0
+        for w in vocab:
+            total += 10 ** model.BaseScore(state, w, kenlm.State())
+        assert total == pytest.approx(1.0, abs=1e-4), (order, history)
+    # seen word sequences are more likely than a scrambled one
+    assert model.score("THE CAT SAT") > model.score("SAT THE CAT") + 0.5
+
+
+def test_kneser_ney_discounting_by_hand():
+    # "<s> A B </s>" and "<s> A C </s>", bigram model.
+    # unigram continuation counts: A 1 (after <s>), B 1, C 1, </s> 2 -> total 5, 4 types;
+    # counts of counts n1 = 3, n2 = 1 -> D1 = 3 / (3 + 2) = 0.6; vocab A B C </s> <unk> (5):
+    # p(B) = (1 - .6) / 5 + .6 * 4 / 5 / 5 = 0.176
+    model = kneser_ney([["A", "B"], ["A", "C"]], order=2)
+    assert 10 ** model[1][("B",)][0] == pytest.approx(0.176, abs=1e-5)
+    assert 10 ** model[1][("<unk>",)][0] == pytest.approx(0.096, abs=1e-5)
+    # bigram raw counts <s>A 2, AB 1, AC 1, B</s> 1, C</s> 1 -> D2 = 4 / (4 + 2) = 2/3
+    # p(B | A) = (1 - 2/3) / 2 + gamma(A) p(B), gamma(A) = 2/3 * 2 / 2
+    assert 10 ** model[2][("A", "B")][0] == pytest.approx(1 / 6 + 2 / 3 * 0.176, abs=1e-5)
+    assert 10 ** model[1][("A",)][1] == pytest.approx(2 / 3, abs=1e-5)  # back-off weight = gamma(A)
+    with pytest.raises(ValueError):
+        kneser_ney([["A"]], order=1)
+
+
+def test_ngram_cli_from_csv(tmp_path, kenlm):
+    csv = tmp_path / "train.csv"
+    csv.write_text("ID,duration,wav,spk_id,wrd\n" + "".join(f"u{i},1.0,x.flac,1,{t.upper()}\n"
+                                                           for i, t in enumerate(TOY_TEXTS)))
+    out = tmp_path / "lm" / "lm.arpa"
+    ngram_main(["--text", str(csv), "--order", "3", "--out", str(out)])
+    assert kenlm.Model(str(out)).order == 3
+    assert "ngram 1=11" in out.read_text()  # 8 words + <s> </s> <unk>
+
+
+# ---------------------------------------------------------------- beam search
+def _tied_cat_logp(tok):
+    """Frames for "THE ?AT SAT" where the first letter of the middle word is K (0.5) or C (0.4)."""
+    ix = {c: tok.labels.index(c) for c in tok.labels[1:]}
+    rows = []
+
+    def frame(dist):
+        p = torch.full((tok.vocab_size,), 1e-4)
+        for c, v in dist.items():
+            p[0 if c == "_" else ix[c]] = v
+        rows.append((p / p.sum()).log())
+
+    for c in "THE":
+        frame({c: 0.95})
+        frame({"_": 0.95})
+    frame({" ": 0.95})
+    frame({"K": 0.5, "C": 0.4, "_": 0.1})
+    for c in "AT":
+        frame({c: 0.95})
+        frame({"_": 0.95})
+    frame({" ": 0.95})
+    for c in "SAT":
+        frame({c: 0.95})
+        frame({"_": 0.95})
+    return torch.stack(rows).unsqueeze(0)
+
+
+def test_beam_search_without_lm_follows_the_acoustics():
+    tok = CharTokenizer()
+    logp = _tied_cat_logp(tok)
+    assert greedy_decode(logp, tokenizer=tok) == ["THE KAT SAT"]
+    no_lm = BeamSearchDecoder(tok, lm_path=None, beam_size=16)
+    assert no_lm(logp) == ["THE KAT SAT"]
+    assert no_lm(torch.cat([logp, logp]), torch.tensor([logp.shape[1], 7])) == ["THE KAT SAT", "THE"]
+
+
+def test_beam_search_lm_prefers_in_vocabulary_words(tmp_path, kenlm):
+    pytest.importorskip("pygtrie", reason="SpeechBrain's kenlm scorer needs pygtrie (pip install brq_att_alt[lm])")
+    tok = CharTokenizer()
+    logp = _tied_cat_logp(tok)
+    lm = build_arpa(TOY_TEXTS, tmp_path / "toy.arpa", order=3)
+    with_lm = BeamSearchDecoder(tok, lm_path=lm, alpha=0.5, beta=1.0, beam_size=16)
+    assert with_lm(logp) == ["THE CAT SAT"]
+    # relative lengths and a batch: the second item only keeps its first word
+    batch = torch.cat([logp, logp])
+    out = with_lm(batch, torch.tensor([1.0, 7 / logp.shape[1]]))
+    assert out[0] == "THE CAT SAT" and out[1] == "THE"
+
+
+def test_beam_search_missing_lm_and_missing_kenlm(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        BeamSearchDecoder(CharTokenizer(), lm_path=tmp_path / "nope.arpa")
+    lm = build_arpa(TOY_TEXTS, tmp_path / "toy.arpa", order=2)
+    monkeypatch.setitem(sys.modules, "kenlm", None)  # import kenlm -> ImportError
+    with pytest.raises(ImportError, match=r"pip install brq_att_alt\[lm\]"):
+        BeamSearchDecoder(CharTokenizer(), lm_path=lm)
+
+
+# ------------------------------------------------------------------------ WER
+@pytest.mark.parametrize(
+    "ref, hyp, sub, dele, ins",
+    [
+        ("A B C D", "A B C D", 0, 0, 0),
+        ("A B C D", "A X C", 1, 1, 0),  # B->X, D deleted
+        ("A B", "A B C", 0, 0, 1),
+        ("A B C", "", 0, 3, 0),
+        ("", "A", 0, 0, 1),
+        ("THE CAT SAT ON THE MAT", "CAT SAT ON THE THE MAT", 0, 1, 1),
+        ("A B C D E", "B C D E F", 0, 1, 1),
+        ("A B", "C D", 2, 0, 0),
+    ],
+)
+def test_edit_ops_hand_worked(ref, hyp, sub, dele, ins):
+    ops = edit_ops(ref, hyp)
+    assert (ops.substitutions, ops.deletions, ops.insertions) == (sub, dele, ins)
+    assert ops.ref_words == len(ref.split())
+    assert ops.errors == sub + dele + ins
+
+
+def test_corpus_wer_is_a_ratio_of_sums():
+    wer, ops = corpus_wer(["A B C D", "E"], ["A B C D", ""])
+    assert wer == pytest.approx(1 / 5)  # the mean of utterance WERs would be 0.5
+    assert [o.wer for o in ops] == [0.0, 1.0]
+    summary, text = wer_report(["u1", "u2"], ["A B C D", "E"], ["A B C D", ""], n_boot=200)
+    assert summary["wer"] == pytest.approx(20.0) and summary["deletions"] == 1
+    assert "%WER 20.00" in text and "u2, %WER 100.00" in text
+    with pytest.raises(ValueError):
+        corpus_wer(["A"], [])
+
+
+def test_bootstrap_ci_known_data():
+    # half the utterances all wrong, half right, 10 words each: WER 0.5, the mean of
+    # 100 Bernoulli(0.5) draws -> sd 0.05, 95% interval about [0.40, 0.60]
+    errors, words = [10] * 50 + [0] * 50, [10] * 100
+    wer, low, high = wer_bootstrap_ci(errors, words, n_boot=4000, seed=1)
+    assert wer == pytest.approx(0.5)
+    assert 0.38 < low < 0.43 and 0.57 < high < 0.62
+    assert wer_bootstrap_ci(errors, words, n_boot=500, seed=3) == wer_bootstrap_ci(errors, words, n_boot=500, seed=3)
+    # a wider confidence gives a wider interval
+    _, low99, high99 = wer_bootstrap_ci(errors, words, confidence=0.99, n_boot=4000, seed=1)
+    assert low99 < low and high99 > high
+    # identical utterances: no spread
+    assert wer_bootstrap_ci([2] * 20, [8] * 20, n_boot=300) == pytest.approx((0.25, 0.25, 0.25))
+    # the statistic is the ratio of sums: one long perfect utterance dominates
+    wer, low, high = wer_bootstrap_ci([1, 0], [1, 100], n_boot=2000, seed=0)
+    assert wer == pytest.approx(1 / 101)
+    # replicates: {long, long} 0 (p 1/4), {short, long} 1/101 (1/2), {short, short} 1 (1/4)
+    assert low == 0.0 and high == 1.0
+    _, mid_low, mid_high = wer_bootstrap_ci([1, 0], [1, 100], confidence=0.4, n_boot=2000, seed=0)
+    assert mid_low == mid_high == pytest.approx(1 / 101)  # not 0.5, the mean of utterance rates
+    assert not math.isnan(low)
+    with pytest.raises(ValueError):
+        wer_bootstrap_ci([], [])
+    with pytest.raises(ValueError):
+        wer_bootstrap_ci([1], [0])
+
+
+def test_bootstrap_ci_coverage_simulation():
+    """The 95% interval covers the true WER in roughly 95% of simulated test sets."""
+    rng = np.random.default_rng(0)
+    true_p, hits, trials = 0.2, 0, 60
+    for k in range(trials):
+        words = rng.integers(3, 25, size=80)
+        errors = rng.binomial(words, true_p)
+        _, low, high = wer_bootstrap_ci(errors, words, n_boot=400, seed=k)
+        hits += low <= true_p <= high
+    assert hits >= 0.85 * trials
