@@ -24,7 +24,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=7", "espeakng-loader>=0.2", "matplotlib"],
-        "lm": ["kenlm", "pyctcdecode"],
+        "lm": ["kenlm", "pygtrie"],
         "cuda": ["mamba-ssm>=2.2", "causal-conv1d>=1.4"],
         "corpus": ["espeakng-loader>=0.2"],
         "plots": ["matplotlib"],

@@ -21,10 +21,10 @@ from pathlib import Path
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
-from brq_att_alt.data import make_synthetic_corpus, prepare_librispeech, read_audio
+from brq_att_alt.data import make_synthetic_corpus, merge_manifests, prepare_librispeech, read_audio
+from brq_att_alt.hparams import load_hparams as load_recipe_hparams
 from brq_att_alt.mixers import check_mixer_name
 from brq_att_alt.model import count_parameters
 from brq_att_alt.pretrained import save_model_config
@@ -139,28 +139,14 @@ def prepare_data(hparams):
 
 
 def merge_train_manifests(hparams):
-    """Concatenate the train split CSVs into ``train_csv`` (one header)."""
+    """Concatenate the train split CSVs into ``train_csv``."""
     folder = Path(hparams["manifest_folder"])
-    lines = []
-    for i, split in enumerate(hparams["train_splits"]):
-        rows = (folder / f"{split}.csv").read_text().splitlines()
-        lines += rows if i == 0 else rows[1:]
-    Path(hparams["train_csv"]).write_text("\n".join(lines) + "\n")
+    merge_manifests([folder / f"{split}.csv" for split in hparams["train_splits"]], hparams["train_csv"])
 
 
 def load_hparams(argv):
-    """sb.parse_arguments + load_hyperpyyaml, with clear errors for bad overrides and mixers."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file, encoding="utf-8") as fin:
-        try:
-            hparams = load_hyperpyyaml(fin, overrides)
-        except KeyError as err:  # hyperpyyaml: "Override 'x' not found in: [...]"
-            if not str(err).strip("\"'").startswith("Override"):
-                raise
-            raise SystemExit(
-                f"{hparams_file}: {err.args[0].split(' in:')[0]}. Every --key=value must name a key "
-                "of the YAML file (check the spelling), or be a SpeechBrain run option."
-            ) from err
+    """Shared HyperPyYAML loading, then a clear error for an unknown mixer name."""
+    hparams_file, run_opts, overrides, hparams = load_recipe_hparams(argv)
     check_mixer_name(hparams["attention_type"])
     return hparams_file, run_opts, overrides, hparams
 

@@ -16,6 +16,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_SPEECH_CANDIDATES = (
@@ -74,3 +75,13 @@ def real_librispeech(tmp_path_factory) -> Path:
     for path, content in lines.items():
         path.write_text("".join(sorted(content)))
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny test models gain nothing from intra-op threads, and on a shared 2-core
+    machine two threads per process made them an order of magnitude slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

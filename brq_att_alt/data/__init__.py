@@ -1,7 +1,7 @@
 """Data layer: synthetic eSpeak corpus, LibriSpeech preparation, audio reading."""
 
 from .audio import AudioReadError, read_audio
-from .librispeech import prepare_librispeech
+from .librispeech import merge_manifests, prepare_librispeech
 from .synthetic import (
     SCENARIOS,
     STYLES,
@@ -22,6 +22,7 @@ __all__ = [
     "make_speakers",
     "make_synthetic_corpus",
     "plan_corpus",
+    "merge_manifests",
     "prepare_librispeech",
     "read_audio",
     "synthesize_utterance",

@@ -253,3 +253,13 @@ def _prepare_split(split_dir: Path, split: str, save_folder: Path, options: dict
         split, len(rows), sum(r[1] for r in rows) / 3600, csv_file, len(skipped),
         _skipped_path(save_folder, split).name, too_short, too_long,
     )
+
+
+def merge_manifests(csv_paths: Sequence[Union[str, Path]], out_csv: Union[str, Path]) -> Path:
+    """Concatenate CSV manifests that share a header into ``out_csv`` (one header)."""
+    lines: List[str] = []
+    for i, path in enumerate(csv_paths):
+        rows = Path(path).read_text(encoding="utf-8").splitlines()
+        lines += rows if i == 0 else rows[1:]
+    Path(out_csv).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return Path(out_csv)

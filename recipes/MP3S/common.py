@@ -30,7 +30,7 @@ if str(REPO_ROOT) not in sys.path:  # the recipes run from a checkout, not an in
 import speechbrain as sb  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from hyperpyyaml import load_hyperpyyaml  # noqa: E402
+from brq_att_alt.hparams import load_hparams as load_recipe_hparams  # noqa: E402
 
 from brq_att_alt.data.audio import read_audio  # noqa: E402
 
@@ -42,18 +42,7 @@ DATASETS = ("synthetic", "real")
 
 def load_hparams(argv=None):
     """(hparams_file, run_opts, overrides, hparams); clear errors for bad overrides / dataset."""
-    argv = sys.argv[1:] if argv is None else argv
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file, encoding="utf-8") as fin:
-        try:
-            hparams = load_hyperpyyaml(fin, overrides)
-        except ValueError as err:
-            if "override" in str(err).lower() or "not found" in str(err).lower():
-                raise SystemExit(
-                    f"Bad command-line override for {hparams_file}: {err}\n"
-                    "Every --key must exist in the YAML file (check its spelling)."
-                ) from err
-            raise
+    hparams_file, run_opts, overrides, hparams = load_recipe_hparams(argv)
     if hparams["dataset"] not in DATASETS:
         raise SystemExit(f"dataset must be one of {DATASETS}, got {hparams['dataset']!r}")
     return hparams_file, run_opts, overrides, hparams

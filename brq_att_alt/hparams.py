@@ -1,0 +1,33 @@
+"""Command line + HyperPyYAML loading shared by every recipe, with clear errors."""
+
+import dataclasses
+import sys
+from typing import List, Optional, Tuple
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+
+
+def load_hparams(argv: Optional[List[str]] = None) -> Tuple[str, dict, str, dict]:
+    """``sb.parse_arguments`` + ``load_hyperpyyaml``: (hparams_file, run_opts, overrides, hparams).
+
+    An override naming no key of the YAML file stops with a message that says so,
+    instead of HyperPyYAML's KeyError listing every key.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    # SpeechBrain 1.1 parses --optimizer_step_limit as a string; Brain.fit compares it to ints.
+    if isinstance(getattr(run_opts, "optimizer_step_limit", None), str):
+        run_opts = dataclasses.replace(run_opts, optimizer_step_limit=int(run_opts.optimizer_step_limit))
+    with open(hparams_file, encoding="utf-8") as fin:
+        try:
+            hparams = load_hyperpyyaml(fin, overrides)
+        except KeyError as err:  # hyperpyyaml: "Override 'x' not found in: [...]"
+            message = str(err.args[0]) if err.args else ""
+            if not message.startswith("Override"):
+                raise
+            raise SystemExit(
+                f"{hparams_file}: {message.split(' in:')[0]}. Every --key=value must name a key "
+                "of the YAML file (check the spelling), or be a SpeechBrain run option."
+            ) from err
+    return hparams_file, run_opts, overrides, hparams
