@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from brq_att_alt import benchmarking as bm
+from brq_att_alt.benchmarking import workers
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(d_model=32, num_layers=1, nhead=2, d_ffn=64, kernel_size=7, dropout=0.1)
@@ -178,7 +179,7 @@ def _spec(variant, seconds):
 ])
 def test_failure_is_a_row_and_longer_lengths_are_skipped(monkeypatch, tmp_path, exc, status):
     measure, calls = _fake_measure(40, exc)
-    monkeypatch.setattr(bm, "measure_config", measure)
+    monkeypatch.setattr(workers, "measure_config", measure)
     rows = bm.run_sweep(["mhsa", "pom"], [80, 10, 40, 20], _spec, isolate=False)
     assert calls == [10, 20, 40] * 2  # shortest first; nothing runs after the failure
     for mixer in ("mhsa", "pom"):
