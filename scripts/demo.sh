@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The demo, on a fresh machine, CPU only:
 #   1. install the package and its pinned dependencies,
-#   2. build every mixer's base encoder and run it on the real recordings,
-#   3. generate the synthetic espeak-ng corpus (LibriSpeech layout) if absent and
-#      pre-train a tiny BEST-RQ Conformer on it, leaving a checkpoint in
-#      results/brq_<mixer>_tiny/1000/save for the downstream recipes.
+#   2. build every mixer's base encoder (~95M parameters) and run it on real recordings,
+#   3. generate the synthetic espeak-ng corpus (LibriSpeech layout) if absent and pre-train
+#      a tiny BEST-RQ Conformer on it (checkpoint in results/brq_<mixer>_tiny/1000),
+#   4. probe the frozen checkpoint on the five MP3S tasks (tiny setting) and write the
+#      results table to results/mp3s_tiny/results.md.
 # Usage: bash scripts/demo.sh [extra train.py arguments, e.g. --attention_type=mamba]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -r requirements.txt -e .
 python scripts/demo_encoders.py
 python train.py hparams/brq_tiny.yaml "$@"
+run=$(python -c "import sys; from brq_att_alt.hparams import load_hparams; print(load_hparams(sys.argv[1:])[3]['output_folder'])" hparams/brq_tiny.yaml "$@")
+python recipes/MP3S/run_all.py --pretrained "$run" --tiny --output results/mp3s_tiny
+cat results/mp3s_tiny/results.md
