@@ -5,8 +5,6 @@
 * ``mp3s_recipes``: the recipes folder on ``sys.path`` (``common``, ``asr``) and a
   ``run_recipe(task, probe, output, *overrides)`` helper that runs a recipe's
   ``main`` in this process.
-* ``one_thread``: torch on a single thread for the test (restored afterwards):
-  much faster than two contended threads on a small shared CPU.
 """
 
 import importlib
@@ -33,14 +31,6 @@ def tiny_pretrained(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = BestRQModel("mhsa", **TINY_MODEL)
     return save_pretrained(model, tmp_path_factory.mktemp("tiny_pretrained") / "save")
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def task_module(task: str):

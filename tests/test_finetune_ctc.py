@@ -23,12 +23,6 @@ def load_recipe():
     return module
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_lm_path_handling(tmp_path):

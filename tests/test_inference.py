@@ -21,13 +21,6 @@ REAL_SPEECH = [REPO_ROOT.parent / "shared" / "testdata" / "real_speech", REPO_RO
 TINY = dict(d_model=32, num_layers=2, nhead=2, d_ffn=64, kernel_size=7, codebook_size=16)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """2 shared cores: oversubscribed intra-op threads make these runs ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def expected_frames(num_samples: int) -> int:

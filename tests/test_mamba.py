@@ -14,13 +14,6 @@ from helpers import padded_batch
 D_MODEL = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is as fast, and immune to a busy shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def scan_inputs(batch=2, d_inner=6, d_state=4, T=37, seed=0, delta_scale=1.0):

@@ -11,7 +11,7 @@ from brq_att_alt.probes import (
     score_trials, write_trial_list,
 )
 
-from mp3s_fixtures import one_thread, tiny_pretrained  # noqa: F401  (fixtures)
+from mp3s_fixtures import tiny_pretrained  # noqa: F401  (fixture)
 
 
 # ----------------------------------------------------------------- weighted sum
@@ -99,7 +99,7 @@ def test_heads_shapes():
 
 # ------------------------------------------------------------- frozen encoder
 @pytest.mark.parametrize("mixer", ["mhsa", "pom", "fastformer", "hypermixing"])
-def test_frozen_encoder_bit_identical_after_probe_steps(mixer, tmp_path, one_thread):  # noqa: F811
+def test_frozen_encoder_bit_identical_after_probe_steps(mixer, tmp_path):
     from brq_att_alt.model import BestRQModel
     from brq_att_alt.pretrained import load_pretrained, save_pretrained
 

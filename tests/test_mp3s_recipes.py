@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mp3s_fixtures import MP3S, REPO_ROOT, mp3s_recipes, one_thread, tiny_pretrained  # noqa: F401
+from mp3s_fixtures import MP3S, REPO_ROOT, mp3s_recipes, tiny_pretrained  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ EXPECTED_METRICS = {
 
 @pytest.mark.parametrize("task, probe", list(TINY_OVERRIDES))
 def test_probe_trains_and_writes_its_metric(task, probe, tmp_path, tiny_corpus, tiny_pretrained,  # noqa: F811
-                                            mp3s_recipes, one_thread):  # noqa: F811
+                                            mp3s_recipes):  # noqa: F811
     out = tmp_path / "run"
     mp3s_recipes(task, probe, out, tiny_pretrained, tiny_corpus, *TINY_OVERRIDES[(task, probe)])
     result = json.loads((out / "mp3s_metrics.json").read_text())
@@ -79,7 +79,7 @@ def test_probe_trains_and_writes_its_metric(task, probe, tmp_path, tiny_corpus, 
 
 
 def test_recipe_keeps_the_encoder_frozen_and_trains_the_layer_weights(tmp_path, tiny_corpus, tiny_pretrained,  # noqa: F811
-                                                                       mp3s_recipes, one_thread):  # noqa: F811
+                                                                       mp3s_recipes):  # noqa: F811
     stored = torch.load(next(Path(tiny_pretrained).glob("CKPT+*")) / "model.ckpt")
     brain = mp3s_recipes("SLURP_IC", "BiLSTM", tmp_path / "run", tiny_pretrained, tiny_corpus,
                          f"--synthetic_splits={SPLITS}", "--lstm_hidden=16", "--number_of_epochs=2", "--lr=0.05")
@@ -95,7 +95,7 @@ def test_recipe_keeps_the_encoder_frozen_and_trains_the_layer_weights(tmp_path, 
     assert weights.detach().abs().max() > 1e-3  # gradients moved them away from uniform (zeros)
 
 
-def test_cache_hidden_gives_the_same_features(tmp_path, tiny_corpus, tiny_pretrained, mp3s_recipes, one_thread):  # noqa: F811
+def test_cache_hidden_gives_the_same_features(tmp_path, tiny_corpus, tiny_pretrained, mp3s_recipes):  # noqa: F811
     """Epochs from the hidden-state cache see the encoder's own (padding-invariant) output."""
     brain = mp3s_recipes("SLURP_IC", "linear", tmp_path / "run", tiny_pretrained, tiny_corpus,
                          f"--synthetic_splits={SPLITS}", "--cache_hidden=True")

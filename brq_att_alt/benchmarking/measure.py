@@ -61,18 +61,7 @@ def measure_config(spec: dict, progress: Callable[[str], None] = lambda msg: Non
         def forward():
             return model.encode(feats, mask)[0]
 
-        for _ in range(spec.get("warmup", 1)):
-            progress("forward")
-            elapsed, _ = measure_peak_memory(forward, meter)
-            _check_time(elapsed, limit, "warm-up forward")
-        times, mems = [], []
-        for _ in range(spec["runs"]):
-            progress("forward")
-            elapsed, peak = measure_peak_memory(forward, meter)
-            _check_time(elapsed, limit, "forward")
-            times.append(elapsed)
-            mems.append(peak)
-    return {"times": times, "mems": mems, "memory_method": meter.method}
+        return _repeat(forward, meter, spec, limit, "forward", progress)
 
 
 def measure_train_step(spec: dict, progress: Callable[[str], None] = lambda msg: None) -> dict:
@@ -113,15 +102,20 @@ def measure_train_step(spec: dict, progress: Callable[[str], None] = lambda msg:
         return None
 
     meter.set_baseline()
+    return _repeat(step, meter, spec, limit, "training step", progress)
+
+
+def _repeat(fn: Callable[[], object], meter, spec: dict, limit, label: str, progress: Callable[[str], None]) -> dict:
+    """``spec["warmup"]`` unmeasured calls, then ``spec["runs"]`` calls of fn, each timed and metered."""
     for _ in range(spec.get("warmup", 1)):
         progress("forward")
-        elapsed, _ = measure_peak_memory(step, meter)
-        _check_time(elapsed, limit, "warm-up training step")
+        elapsed, _ = measure_peak_memory(fn, meter)
+        _check_time(elapsed, limit, f"warm-up {label}")
     times, mems = [], []
     for _ in range(spec["runs"]):
         progress("forward")
-        elapsed, peak = measure_peak_memory(step, meter)
-        _check_time(elapsed, limit, "training step")
+        elapsed, peak = measure_peak_memory(fn, meter)
+        _check_time(elapsed, limit, label)
         times.append(elapsed)
         mems.append(peak)
     return {"times": times, "mems": mems, "memory_method": meter.method}
