@@ -82,3 +82,14 @@ def test_unknown_attention_type_names_valid_ones(tmp_path):
     with pytest.raises(ValueError) as err:
         load_yaml(HPARAMS / "brq_tiny.yaml", tmp_path, attention_type="conformerxl")
     assert all(name in str(err.value) for name in MIXERS)
+
+
+@pytest.mark.parametrize("path", sorted(HPARAMS.glob("brq_*.yaml")), ids=lambda p: p.name)
+def test_every_mixer_option_is_in_every_yaml(path, tmp_path):
+    """Overrides must match existing keys, so each option must be listed to be reachable."""
+    import inspect
+
+    hp = load_yaml(path, tmp_path)
+    for name, cls in MIXER_CLASSES.items():
+        options = set(inspect.signature(cls.__init__).parameters) - {"self", "d_model", "nhead", "dropout"}
+        assert set(hp["mixer_options"][name]) == options, f"{path.name}: {name}"
