@@ -124,7 +124,8 @@ def dataio_prepare(hparams):
 
 
 def prepare_data(hparams):
-    """Make the synthetic corpus if it is the data folder and absent; write the manifests."""
+    """Make the synthetic corpus if it is the data folder and absent; write the manifests
+    (one per split, and ``train_csv`` concatenating the train splits)."""
     data_folder = Path(hparams["data_folder"])
     if data_folder.resolve() == Path(hparams["synthetic_folder"]).resolve():
         make_synthetic_corpus(data_folder, **hparams["synthetic_corpus_options"])
@@ -136,10 +137,6 @@ def prepare_data(hparams):
         min_duration=hparams["min_duration"],
         max_duration=hparams["max_duration"],
     )
-
-
-def merge_train_manifests(hparams):
-    """Concatenate the train split CSVs into ``train_csv``."""
     folder = Path(hparams["manifest_folder"])
     merge_manifests([folder / f"{split}.csv" for split in hparams["train_splits"]], hparams["train_csv"])
 
@@ -165,7 +162,6 @@ def main(argv=None, brain_class=BestRQBrain):
         overrides=overrides,
     )
     run_on_main(prepare_data, kwargs={"hparams": hparams})
-    run_on_main(merge_train_manifests, kwargs={"hparams": hparams})
     run_on_main(save_model_config, args=[hparams["model"], hparams["save_folder"]])
 
     model = hparams["model"]
