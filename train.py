@@ -25,6 +25,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from brq_att_alt.data import make_synthetic_corpus, merge_manifests, prepare_librispeech, read_audio
 from brq_att_alt.hparams import load_hparams as load_recipe_hparams
+from brq_att_alt.masking import encoder_frame_mask
 from brq_att_alt.mixers import check_mixer_name
 from brq_att_alt.model import count_parameters
 from brq_att_alt.pretrained import save_model_config
@@ -43,8 +44,7 @@ class BestRQBrain(sb.core.Brain):
         targets = getattr(model, "module", model).targets(feats)  # (B, T/4), from unmasked feats
         masked_feats, frame_mask = self.hparams.masker(feats, padding_mask)
         out = model(masked_feats, padding_mask)
-        # encoder frame t covers fbank frames [4t, 4t + 4); spans start at multiples of 4
-        encoder_mask = frame_mask[:: self.hparams.stack_frames][: targets.shape[1]]
+        encoder_mask = encoder_frame_mask(frame_mask, self.hparams.stack_frames)[: targets.shape[1]]
         return out["logits"], out["padding_mask"], targets, encoder_mask
 
     def compute_objectives(self, predictions, batch, stage):

@@ -53,6 +53,12 @@ def apply_span_mask(
     return masked, frame_mask
 
 
+def encoder_frame_mask(frame_mask: torch.Tensor, stack: int = 4) -> torch.Tensor:
+    """Fbank-frame mask (T,) -> encoder-frame mask (T / stack,): True where a frame of the
+    stacked block is masked. T must be a multiple of ``stack`` (FbankFeatures pads it)."""
+    return frame_mask.view(-1, stack).any(dim=1)
+
+
 @register_checkpoint_hooks
 class SpanMasker:
     """Span masking with its own random generator, saved in checkpoints.

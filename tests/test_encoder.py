@@ -5,7 +5,7 @@ import torch
 
 from brq_att_alt.conformer import ConformerEncoder
 from brq_att_alt.frontend import ConvFrontEnd
-from brq_att_alt.masking import apply_span_mask, compute_span_mask
+from brq_att_alt.masking import apply_span_mask, compute_span_mask, encoder_frame_mask
 from brq_att_alt.mixers import MIXERS
 from brq_att_alt.model import BestRQModel
 from brq_att_alt.quantizer import RandomProjectionQuantizer
@@ -112,3 +112,10 @@ def test_span_mask_follows_recipe():
     masked, fmask = apply_span_mask(feats, pad, generator=torch.Generator().manual_seed(0))
     assert torch.equal(masked[:, ~fmask], feats[:, ~fmask])
     assert masked[:, fmask].std() < 0.2  # N(0, 0.1) noise
+
+
+def test_encoder_frame_mask_marks_masked_blocks():
+    mask = compute_span_mask(40, min_len=40, mask_prob=0.15, span=4, generator=torch.Generator().manual_seed(1))
+    enc = encoder_frame_mask(mask, 4)
+    assert enc.shape == (10,)
+    assert torch.equal(enc.repeat_interleave(4), mask)  # spans of 4 aligned on 4: blocks all or nothing

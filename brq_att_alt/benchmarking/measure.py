@@ -75,7 +75,7 @@ def measure_train_step(spec: dict, progress: Callable[[str], None] = lambda msg:
     """
     import torch.nn.functional as F
 
-    from ..masking import apply_span_mask
+    from ..masking import apply_span_mask, encoder_frame_mask
 
     device, dtype = torch.device(spec["device"]), DTYPES[spec["dtype"]]
     _set_threads(spec.get("threads"))
@@ -95,7 +95,7 @@ def measure_train_step(spec: dict, progress: Callable[[str], None] = lambda msg:
         targets = model.targets(feats)  # (B, T / 4)
         with amp:
             logits = model(masked, pad_mask)["logits"]
-        on = frame_mask.view(-1, stack).any(dim=1)[: logits.shape[1]]  # masked encoder frames
+        on = encoder_frame_mask(frame_mask, stack)[: logits.shape[1]]
         loss = F.cross_entropy(logits[:, on].float().flatten(0, 1), targets[:, on].flatten())
         loss.backward()
         model.zero_grad(set_to_none=True)
