@@ -16,14 +16,13 @@ again with the same output folder.
 
 import logging
 import sys
-from pathlib import Path
 
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
 from speechbrain.utils.distributed import run_on_main
 
-from brq_att_alt.data import make_synthetic_corpus, merge_manifests, prepare_librispeech, read_audio
+from brq_att_alt.data import prepare_recipe_manifests, read_audio
 from brq_att_alt.hparams import load_hparams as load_recipe_hparams
 from brq_att_alt.masking import encoder_frame_mask
 from brq_att_alt.mixers import check_mixer_name
@@ -124,21 +123,12 @@ def dataio_prepare(hparams):
 
 
 def prepare_data(hparams):
-    """Make the synthetic corpus if it is the data folder and absent; write the manifests
-    (one per split, and ``train_csv`` concatenating the train splits)."""
-    data_folder = Path(hparams["data_folder"])
-    if data_folder.resolve() == Path(hparams["synthetic_folder"]).resolve():
-        make_synthetic_corpus(data_folder, **hparams["synthetic_corpus_options"])
-    splits = list(hparams["train_splits"]) + [hparams["valid_split"]]
-    prepare_librispeech(
-        data_folder,
-        hparams["manifest_folder"],
-        splits=splits,
-        min_duration=hparams["min_duration"],
-        max_duration=hparams["max_duration"],
+    """Synthetic corpus if it is the data folder and absent; manifests, and ``train_csv``."""
+    prepare_recipe_manifests(
+        hparams["data_folder"], hparams["manifest_folder"], hparams["train_splits"], [hparams["valid_split"]],
+        hparams["train_csv"], min_duration=hparams["min_duration"], max_duration=hparams["max_duration"],
+        synthetic_folder=hparams["synthetic_folder"], synthetic_options=hparams["synthetic_corpus_options"],
     )
-    folder = Path(hparams["manifest_folder"])
-    merge_manifests([folder / f"{split}.csv" for split in hparams["train_splits"]], hparams["train_csv"])
 
 
 def load_hparams(argv):

@@ -1,7 +1,7 @@
 """Data layer: synthetic eSpeak corpus, LibriSpeech preparation, audio reading."""
 
 from .audio import AudioReadError, read_audio
-from .librispeech import merge_manifests, prepare_librispeech
+from .librispeech import merge_manifests, prepare_librispeech, prepare_recipe_manifests
 from .synthetic import (
     SCENARIOS,
     STYLES,
@@ -24,6 +24,7 @@ __all__ = [
     "plan_corpus",
     "merge_manifests",
     "prepare_librispeech",
+    "prepare_recipe_manifests",
     "read_audio",
     "synthesize_utterance",
 ]

@@ -263,3 +263,30 @@ def merge_manifests(csv_paths: Sequence[Union[str, Path]], out_csv: Union[str, P
         lines += rows if i == 0 else rows[1:]
     Path(out_csv).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return Path(out_csv)
+
+
+def prepare_recipe_manifests(
+    data_folder: Union[str, Path],
+    manifest_folder: Union[str, Path],
+    train_splits: Sequence[str],
+    other_splits: Sequence[str],
+    train_csv: Union[str, Path],
+    min_duration: Optional[float] = None,
+    max_duration: Optional[float] = None,
+    synthetic_folder: Optional[Union[str, Path]] = None,
+    synthetic_options: Optional[dict] = None,
+) -> None:
+    """The data step of the LibriSpeech-layout recipes (pre-training, CTC fine-tuning).
+
+    If ``data_folder`` is ``synthetic_folder``, the synthetic corpus is made there first
+    (nothing is done when it is complete). Then one manifest per split is written to
+    ``manifest_folder`` and the train splits are concatenated into ``train_csv``.
+    """
+    data_folder = Path(data_folder)
+    if synthetic_folder is not None and data_folder.resolve() == Path(synthetic_folder).resolve():
+        from .synthetic import make_synthetic_corpus
+
+        make_synthetic_corpus(data_folder, **(synthetic_options or {}))
+    splits = list(dict.fromkeys([*train_splits, *other_splits]))
+    prepare_librispeech(data_folder, manifest_folder, splits=splits, min_duration=min_duration, max_duration=max_duration)
+    merge_manifests([Path(manifest_folder) / f"{split}.csv" for split in train_splits], train_csv)

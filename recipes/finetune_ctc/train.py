@@ -36,7 +36,7 @@ if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -
     sys.path.insert(0, str(REPO_ROOT))
 
 from brq_att_alt.ctc_decoding import BeamSearchDecoder, greedy_decode
-from brq_att_alt.data import make_synthetic_corpus, merge_manifests, prepare_librispeech, read_audio
+from brq_att_alt.data import prepare_recipe_manifests, read_audio
 from brq_att_alt.hparams import load_hparams
 from brq_att_alt.inference import save_asr_config
 from brq_att_alt.model import count_parameters
@@ -179,15 +179,13 @@ def is_synthetic(data_folder) -> bool:
 
 
 def prepare_data(hparams):
-    """Make the synthetic corpus if it is the data folder and absent; write the manifests."""
-    data_folder = Path(hparams["data_folder"])
-    if data_folder.resolve() == Path(hparams["synthetic_folder"]).resolve():
-        make_synthetic_corpus(data_folder, **hparams["synthetic_corpus_options"])
-    splits = list(hparams["train_splits"]) + [hparams["valid_split"]] + list(hparams["test_splits"])
-    prepare_librispeech(data_folder, hparams["manifest_folder"], splits=list(dict.fromkeys(splits)),
-                        min_duration=hparams["min_duration"], max_duration=None)
-    folder = Path(hparams["manifest_folder"])
-    merge_manifests([folder / f"{split}.csv" for split in hparams["train_splits"]], hparams["train_csv"])
+    """Synthetic corpus if it is the data folder and absent; manifests, and ``train_csv``."""
+    prepare_recipe_manifests(
+        hparams["data_folder"], hparams["manifest_folder"], hparams["train_splits"],
+        [hparams["valid_split"], *hparams["test_splits"]], hparams["train_csv"],
+        min_duration=hparams["min_duration"], max_duration=None,
+        synthetic_folder=hparams["synthetic_folder"], synthetic_options=hparams["synthetic_corpus_options"],
+    )
 
 
 def build_lm_if_needed(hparams):
