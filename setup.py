@@ -17,6 +17,7 @@ setup(
         "torchaudio>=2.1",
         "speechbrain>=1.1,<1.2",
         "hyperpyyaml>=1.2",
+        "pyyaml",
         "sentencepiece",
         "soundfile",
         "numpy",

@@ -29,11 +29,13 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+from speechbrain.utils.data_utils import batch_pad_right
 
 from .ctc_decoding import BeamSearchDecoder, greedy_decode
 from .data.audio import read_audio
 from .pretrained import (
     CONFIG_NAME,
+    checkpoint_meta,
     PretrainedEncoder,
     find_save_folder,
     latest_checkpoint,
@@ -92,12 +94,9 @@ def best_checkpoint(save_folder: Path) -> Path:
     keeps the best and the most recent); the newest one when none records a WER."""
     scored = []
     for ckpt in Path(save_folder).glob("CKPT+*"):
-        meta = ckpt / "CKPT.yaml"
-        if not (ckpt / "model.ckpt").is_file() or not meta.is_file():
-            continue
-        for line in meta.read_text().splitlines():
-            if line.startswith("WER:"):
-                scored.append((float(line.split(":", 1)[1]), ckpt.name, ckpt))
+        meta = checkpoint_meta(ckpt)
+        if (ckpt / "model.ckpt").is_file() and "WER" in meta:
+            scored.append((float(meta["WER"]), ckpt.name, ckpt))
     if scored:
         return min(scored)[2]
     return latest_checkpoint(Path(save_folder))
@@ -113,15 +112,6 @@ class LayerFeatures(NamedTuple):
     def stacked(self) -> torch.Tensor:
         """(num_layers + 1, B, T', d)."""
         return torch.stack(self.hidden)
-
-
-def _pad_batch(wavs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-    longest = max(w.shape[0] for w in wavs)
-    batch = torch.zeros(len(wavs), longest)
-    for i, w in enumerate(wavs):
-        batch[i, : w.shape[0]] = w
-    lens = torch.tensor([w.shape[0] / longest for w in wavs])
-    return batch, lens
 
 
 class BestRQTranscriber:
@@ -289,7 +279,7 @@ class BestRQTranscriber:
             wavs = file_or_batch if file_or_batch.dim() == 2 else file_or_batch.unsqueeze(0)
             lens = torch.ones(wavs.shape[0]) if wav_lens is None else torch.as_tensor(wav_lens).float()
             return wavs, lens
-        return _pad_batch([read_audio(p, self.sample_rate) for p in file_or_batch])
+        return batch_pad_right([read_audio(p, self.sample_rate) for p in file_or_batch])
 
     def layer_features(self, file_or_batch, wav_lens: Optional[torch.Tensor] = None) -> LayerFeatures:
         """Every hidden state of the encoder for a file, a list of files, or a (B, samples) batch.
@@ -337,7 +327,7 @@ class BestRQTranscriber:
         out: List[Optional[str]] = [None] * len(wavs)
         for start in range(0, len(order), max(batch_size, 1)):
             idx = order[start : start + max(batch_size, 1)]
-            batch, lens = _pad_batch([wavs[i] for i in idx])
+            batch, lens = batch_pad_right([wavs[i] for i in idx])
             for i, text in zip(idx, self.transcribe_batch(batch, lens)):
                 out[i] = text
         return out  # type: ignore[return-value]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 import torch
+import yaml
 import torch.nn as nn
 
 from .features import FbankFeatures
@@ -56,6 +57,12 @@ def find_save_folder(path: Union[str, Path]) -> Path:
     )
 
 
+def checkpoint_meta(ckpt: Path) -> dict:
+    """The meta data SpeechBrain's Checkpointer wrote in ``<ckpt>/CKPT.yaml`` ({} if none)."""
+    meta = Path(ckpt) / "CKPT.yaml"
+    return (yaml.safe_load(meta.read_text()) or {}) if meta.is_file() else {}
+
+
 def latest_checkpoint(save_folder: Path) -> Path:
     """Newest ``CKPT+*`` folder that holds a model checkpoint (by its meta time, else name)."""
     ckpts = [p for p in save_folder.glob("CKPT+*") if (p / MODEL_CKPT_NAME).is_file()]
@@ -63,16 +70,7 @@ def latest_checkpoint(save_folder: Path) -> Path:
         return save_folder
     if not ckpts:
         raise FileNotFoundError(f"No CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved a checkpoint?")
-
-    def unixtime(p: Path) -> float:
-        meta = p / "CKPT.yaml"
-        if meta.is_file():
-            for line in meta.read_text().splitlines():
-                if line.startswith("unixtime:"):
-                    return float(line.split(":", 1)[1])
-        return 0.0
-
-    return max(ckpts, key=lambda p: (unixtime(p), p.name))
+    return max(ckpts, key=lambda p: (float(checkpoint_meta(p).get("unixtime", 0.0)), p.name))
 
 
 class PretrainedEncoder(nn.Module):

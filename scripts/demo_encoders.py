@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import torch
+from speechbrain.utils.data_utils import batch_pad_right
 
 from brq_att_alt.data import read_audio
 from brq_att_alt.features import FbankFeatures
@@ -27,11 +28,8 @@ def load_batch(audio_dir: Path):
     if not files:
         raise SystemExit(f"No .wav/.flac files in {audio_dir}; pass --audio-dir")
     wavs = [read_audio(f) for f in files]
-    lengths = torch.tensor([len(w) for w in wavs])
-    batch = torch.zeros(len(wavs), int(lengths.max()))
-    for i, w in enumerate(wavs):
-        batch[i, : len(w)] = w
-    return batch, lengths / lengths.max(), lengths.sum().item() / 16000
+    batch, wav_lens = batch_pad_right(wavs)
+    return batch, wav_lens, sum(len(w) for w in wavs) / 16000
 
 
 def main():
