@@ -118,7 +118,7 @@ def test_scaling_exponents_and_markdown():
 
 
 def test_summary_accepts_rows_read_back_from_csv(tmp_path):
-    path = bm.write_csv(tmp_path / "runs.csv", _table(), bm.RUN_COLUMNS)
+    path = bm.write_csv(tmp_path / "runs.csv", bm.RUN_COLUMNS, _table())
     back = bm.summarize(bm.read_csv(path), baseline="mhsa")
     direct = bm.summarize(_table(), baseline="mhsa")
     for a, b in zip(back, direct):
@@ -132,13 +132,13 @@ def test_summary_accepts_rows_read_back_from_csv(tmp_path):
 
 def test_csv_writer_columns_and_empty_nans(tmp_path):
     summary = bm.summarize(_table(), baseline="mhsa")
-    path = bm.write_csv(tmp_path / "sub" / "summary.csv", summary, bm.SUMMARY_COLUMNS)
+    path = bm.write_csv(tmp_path / "sub" / "summary.csv", bm.SUMMARY_COLUMNS, summary)
     back = bm.read_csv(path)
     assert list(back[0]) == bm.SUMMARY_COLUMNS
     assert len(back) == len(summary)
     oom = next(r for r in back if r["status"] == "oom")
     assert oom["time_mean_s"] == "" and oom["speedup_pct"] == ""
-    runs = bm.read_csv(bm.write_csv(tmp_path / "runs.csv", _table(), bm.RUN_COLUMNS))
+    runs = bm.read_csv(bm.write_csv(tmp_path / "runs.csv", bm.RUN_COLUMNS, _table()))
     assert list(runs[0]) == bm.RUN_COLUMNS
 
 

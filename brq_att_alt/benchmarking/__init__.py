@@ -4,7 +4,8 @@ The public names of the modules below, re-exported. Each name is looked up in it
 module, so patch it there (``workers.measure_config``, not ``benchmarking.measure_config``).
 """
 
-from .csv_files import RUN_COLUMNS, SUMMARY_COLUMNS, TRAIN_COLUMNS, read_csv, write_csv
+from ..csv_files import read_csv, write_csv
+from .columns import RUN_COLUMNS, SUMMARY_COLUMNS, TRAIN_COLUMNS
 from .inputs import DTYPES, FRAMES_PER_SECOND, N_MELS, PAD_MULTIPLE, num_frames
 from .machine import available_memory_bytes, machine_info, machine_label
 from .markdown import averages_markdown, exponents_markdown, summary_markdown, train_markdown

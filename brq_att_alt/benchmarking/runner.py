@@ -9,7 +9,8 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from .csv_files import RUN_COLUMNS, SUMMARY_COLUMNS, TRAIN_COLUMNS, write_csv
+from ..csv_files import write_csv
+from .columns import RUN_COLUMNS, SUMMARY_COLUMNS, TRAIN_COLUMNS
 from .inputs import DTYPES
 from .machine import available_memory_bytes, machine_info, machine_label
 from .markdown import averages_markdown, exponents_markdown, summary_markdown, train_markdown
@@ -138,8 +139,8 @@ def run_benchmark(opts: BenchmarkOptions, log: Callable[[str], None] = print) ->
                          memory_limit_bytes=mem_limit, info=info, log=log)
         summary = summarize(rows, baseline, opts.confidence, opts.n_boot, opts.seed)
         exps = scaling_exponents(summary, opts.fit_from)
-        write_csv(out / "runs.csv", rows, RUN_COLUMNS)
-        write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
+        write_csv(out / "runs.csv", RUN_COLUMNS, rows)
+        write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary)
         title = opts.title or (f"BEST-RQ encoders ({_describe_model(opts)}), forward pass, batch {opts.batch_size}, "
                                f"{opts.dtype}, {opts.runs} runs, 95% CI\n{machine_label(machine)}")
         plot_benchmark(summary, out / "benchmark.png", title=title, log_scale=opts.log_scale)
@@ -165,8 +166,8 @@ def run_benchmark(opts: BenchmarkOptions, log: Callable[[str], None] = print) ->
                                         "warmup": max(opts.warmup, 1)}, task="train",
                           isolate=isolate, memory_limit_bytes=mem_limit, info=info, log=log)
         tsum = train_summary(trows, opts.confidence, opts.n_boot, opts.seed)
-        write_csv(out / "train_runs.csv", trows, RUN_COLUMNS)
-        write_csv(out / "train_throughput.csv", tsum, TRAIN_COLUMNS)
+        write_csv(out / "train_runs.csv", RUN_COLUMNS, trows)
+        write_csv(out / "train_throughput.csv", TRAIN_COLUMNS, tsum)
         md += [f"Training throughput (BEST-RQ step: masking, forward, cross-entropy on masked frames, backward), "
                f"{opts.train_seconds:g} s utterances, batch {tb}, {opts.dtype}"
                f"{' autocast' if opts.dtype != 'fp32' else ''}, {opts.train_steps} steps:", "", train_markdown(tsum), ""]

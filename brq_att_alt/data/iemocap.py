@@ -23,7 +23,8 @@ import re
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
-from ._manifest import already_prepared, audio_duration, fmt_duration, read_csv, record_options, split_every, write_csv
+from ..csv_files import read_csv, write_csv
+from .manifest import already_prepared, audio_duration, fmt_duration, record_options, split_every
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-from ._manifest import already_prepared, audio_duration, fmt_duration, record_options, write_csv
+from ..csv_files import write_csv
+from .manifest import already_prepared, audio_duration, fmt_duration, record_options
 
 logger = logging.getLogger(__name__)
 

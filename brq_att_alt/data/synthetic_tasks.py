@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from ._manifest import read_csv, write_csv
+from ..csv_files import read_csv, write_csv
 from .iemocap import CSV_COLUMNS as EMOTION_COLUMNS
 from .iemocap import make_session_folds
 from ..probes.verification import write_trial_list

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 from ..probes.verification import read_trial_list
-from ._manifest import already_prepared, audio_duration, fmt_duration, record_options, split_every, write_csv
+from ..csv_files import write_csv
+from .manifest import already_prepared, audio_duration, fmt_duration, record_options, split_every
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
-"""Small helpers shared by the downstream dataset preparations (CSV writing, durations)."""
+"""Helpers shared by the dataset preparations: audio durations, the "already prepared" marker, splits.
 
-import csv
+CSV manifests are read and written with ``brq_att_alt.csv_files``."""
+
 import json
-import os
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence
+from typing import List, Sequence
 
 import soundfile as sf
 
@@ -23,26 +23,8 @@ def audio_duration(path: Path) -> float:
 
 
 def fmt_duration(duration: float) -> str:
+    """Seconds as manifest text: 7 decimals at most, no trailing zeros."""
     return f"{duration:.7f}".rstrip("0").rstrip(".")
-
-
-def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Dict[str, object]]) -> Path:
-    """Write rows (dicts) with ``columns`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-    os.replace(tmp, path)
-    return path
-
-
-def read_csv(path: Path) -> List[Dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def already_prepared(save_folder: Path, files: Sequence[str], options: dict, name: str) -> bool:
