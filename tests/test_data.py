@@ -1,8 +1,10 @@
 """Data layer: synthetic eSpeak corpus, LibriSpeech preparation, audio reading."""
 
 import csv
+import hashlib
 import importlib.util
 import json
+import platform
 import random
 import re
 import runpy
@@ -173,6 +175,54 @@ def test_corpus_reproducible(tiny_corpus, tmp_path):
     same = plan_corpus(seed=opts["seed"], **kwargs)
     assert [u.wrd for u in other] != [u.wrd for u in same]
     assert [u.wrd for u in same] == [r["wrd"] for r in load_labels(tiny_corpus)]
+
+
+# The tiny corpus of conftest.py made by the code at commit 9b99a3f (before the eSpeak
+# protocol, the templates and the corpus writer were split into espeak.py,
+# synthetic_text.py and synthetic.py): a refactoring must not change the corpus.
+TINY_CORPUS_TEXT_SHA256 = "52483f315fbbe6e55b712cdd0eaed39d4017d77ca176b0b03ff8326063724a1c"
+TINY_CORPUS_SHA256 = "4f6b6ae0661c2656a486d8d5faec9fceded67a035edee63801069584679de5de"
+# Where that digest was taken: the int16 samples depend on the CPU's floating-point
+# kernels (resampling), so the audio digest is only compared on the same platform.
+TINY_CORPUS_PLATFORM = {"cpu": "AMD EPYC", "torch": "2.14.1+cu130", "torchaudio": "2.11.0+cu130",
+                        "espeak_ng": "1.52.0"}
+
+
+def corpus_digest(root, audio=True):
+    """sha256 of labels.csv, every trans.txt and (``audio``) every FLAC's int16 samples, in path order."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        if path.suffix == ".flac" and audio:
+            data = sf.read(str(path), dtype="int16")[0].tobytes()
+        elif path.name == "labels.csv" or path.name.endswith(".trans.txt"):
+            data = path.read_bytes()
+        else:
+            continue
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + data)
+    return h.hexdigest()
+
+
+def _platform(corpus):
+    import torchaudio
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).strip()
+    except (OSError, AttributeError):
+        pass
+    espeak = json.loads((corpus / COMPLETE_MARKER).read_text())["espeak_ng_version"]
+    return {"cpu": cpu, "torch": torch.__version__, "torchaudio": torchaudio.__version__, "espeak_ng": espeak}
+
+
+def test_corpus_texts_unchanged(tiny_corpus):
+    assert corpus_digest(tiny_corpus, audio=False) == TINY_CORPUS_TEXT_SHA256
+
+
+def test_corpus_audio_unchanged(tiny_corpus):
+    here = _platform(tiny_corpus)
+    if here != TINY_CORPUS_PLATFORM:
+        pytest.skip(f"audio digest recorded on {TINY_CORPUS_PLATFORM}, this is {here}")
+    assert corpus_digest(tiny_corpus) == TINY_CORPUS_SHA256
 
 
 @needs_espeak
