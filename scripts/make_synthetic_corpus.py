@@ -50,7 +50,8 @@ def main(argv=None):
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder of the corpus")
     parser.add_argument("--speakers", type=int, default=DEFAULT_NUM_SPEAKERS,
-                        help=f"number of speakers (voices); every split has every speaker (default {DEFAULT_NUM_SPEAKERS})")
+                        help="number of speakers (voices); every split has every speaker "
+                             f"(default {DEFAULT_NUM_SPEAKERS})")
     parser.add_argument("--splits", nargs="+", choices=KNOWN_SPLITS, default=None, metavar="SPLIT",
                         help="LibriSpeech splits to write (default: all seven)")
     parser.add_argument("--utts-per-speaker", nargs="+", default=None, metavar="N|SPLIT=N",

@@ -20,7 +20,7 @@ import torch
 
 from brq_att_alt.data import prepare_librispeech, read_audio
 from brq_att_alt.data.audio import AudioReadError
-from brq_att_alt.data.espeak import EspeakWorker
+from brq_att_alt.data.espeak import EspeakError, EspeakWorker
 from brq_att_alt.data.synthetic import (
     COMPLETE_MARKER,
     INCOMPLETE_MARKER,
@@ -326,6 +326,21 @@ def test_speakers_and_texts():
         assert set(scen) == set(SCENARIOS) and max(scen.values()) - min(scen.values()) <= 1
         assert set(sty) == set(STYLES) and max(sty.values()) - min(sty.values()) <= 1
     assert len({u.wrd for u in plan}) == len(plan)  # no repeated sentence
+
+
+@needs_espeak
+def test_espeak_worker_protocol_and_errors():
+    with EspeakWorker([dict(text="hello.", voice="en"), dict(text="good bye.", voice="en-us+f1")]) as worker:
+        assert worker.sample_rate == 22050 and worker.espeak_version
+        raw = list(worker.samples())
+    assert len(raw) == 2 and all(len(r) > 2 * 0.2 * 22050 and len(r) % 2 == 0 for r in raw)
+    with EspeakWorker([dict(text="hello.", voice="en")]) as worker:
+        (wav,) = worker.audio(16000)
+    assert wav.dtype == np.float32 and abs(len(wav) - len(raw[0]) / 2 * 16000 / 22050) <= 1
+    # a job the worker cannot do: the error names the cause from the worker's stderr
+    with pytest.raises(EspeakError, match="(?s)stopped after 1 of 2.*Unknown espeak voice variant 'nope'"):
+        with EspeakWorker([dict(text="hello.", voice="en"), dict(text="hi.", voice="en+nope")]) as worker:
+            list(worker.samples())
 
 
 @needs_espeak

@@ -102,7 +102,8 @@ def train_markdown(rows: List[dict], confidence: float = 0.95) -> str:
         ok = r["status"] == STATUS_OK
         lines.append("| {} | {:g} | {} | {} | {} | {} | {} | {} |".format(
             r["label"], r["seconds"], r["batch_size"], _fmt(r["step_mean_s"]) if ok else "–",
-            _fmt(r["audio_s_per_s"], ".4g") if ok else "–", _ci(r, "audio_s_per_s_ci_low", "audio_s_per_s_ci_high", ".4g"),
+            _fmt(r["audio_s_per_s"], ".4g") if ok else "–",
+            _ci(r, "audio_s_per_s_ci_low", "audio_s_per_s_ci_high", ".4g"),
             _fmt(r["mem_mean_mib"], ".4g") if ok else "–", r["status"] if ok else f"**{r['status']}**"))
     return "\n".join(lines)
 

@@ -140,7 +140,8 @@ def run_benchmark(opts: BenchmarkOptions, log: Callable[[str], None] = print) ->
                          memory_limit_bytes=mem_limit, log=log)
         summary = summarize(rows, baseline, opts.confidence)
         exps = scaling_exponents(summary, opts.fit_from)
-        written += [write_csv(out / "runs.csv", RUN_COLUMNS, rows), write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary)]
+        written += [write_csv(out / "runs.csv", RUN_COLUMNS, rows),
+                    write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary)]
         md += [f"Encoders: {_describe_model(opts)}. Forward pass (eval, inference mode), batch {opts.batch_size}, "
                f"{opts.dtype}, {opts.runs} runs after a warm-up on 1 s of audio"
                f"{f' and {opts.warmup} at the same length' if opts.warmup else ''}; mean and {conf} "

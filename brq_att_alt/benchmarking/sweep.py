@@ -178,7 +178,8 @@ def run_sweep(
                         device=spec["device"], dtype=spec["dtype"])
             tag = f"[{task} {enc.key} {seconds:g} s]"
             if failed_at is not None:
-                rows.append({**base, "run": "", "status": STATUS_SKIPPED, "error": f"{failed_at[0]} at {failed_at[1]:g} s"})
+                rows.append({**base, "run": "", "status": STATUS_SKIPPED,
+                             "error": f"{failed_at[0]} at {failed_at[1]:g} s"})
                 log(f"{tag} skipped ({failed_at[0]} at a shorter length)")
                 continue
             t0 = time.perf_counter()

@@ -14,7 +14,7 @@ a per-request seed for the breath noise, and a corpus is synthesised in a fresh
 worker process, which makes it bit-identical from one run to the next on the
 same machine.
 
-The worker protocol has both ends here: :func:`synthesize_in_worker` (the parent)
+The worker protocol has both ends here: :class:`EspeakWorker` (the parent's end)
 starts this file as a script, which runs :func:`_worker_main`. Wire format, on the
 worker's stdout (the C library's own prints go to stderr)::
 
@@ -25,7 +25,7 @@ all integers little-endian. The jobs go to the worker's stdin as one JSON list.
 
 This file must stay importable without the package (the worker runs it by path,
 without importing torch): standard library only at module level; the parent's
-side imports numpy and the resampler when it runs.
+side imports numpy, torch and the resampler when it reads audio.
 """
 
 import ctypes
