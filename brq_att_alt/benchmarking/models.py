@@ -80,10 +80,13 @@ def _round_to(x: float, multiple: int) -> int:
 
 
 def _width_defaults(mixer: str) -> Dict[str, object]:
+    """The mixer's width options and their defaults, read from its constructor's signature."""
+    if mixer not in WIDTH_OPTIONS:
+        return {}
     from ..mixers import MIXER_CLASSES
 
     params = inspect.signature(MIXER_CLASSES[mixer]).parameters
-    return {name: params[name].default for name in WIDTH_OPTIONS.get(mixer, ())}
+    return {name: params[name].default for name in WIDTH_OPTIONS[mixer]}
 
 
 def scale_config(config: dict, width_scale: float = 1.0, d_model: Optional[int] = None,
@@ -145,6 +148,7 @@ def encoder_parameters(config: dict) -> int:
 
 
 def make_encoder(key: str, label: str, config: dict) -> Encoder:
+    """An ``Encoder`` with its parameter count."""
     return Encoder(key, label, config, round(encoder_parameters(config) / 1e6, 3))
 
 
