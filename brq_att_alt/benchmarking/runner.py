@@ -142,13 +142,11 @@ def run_benchmark(opts: BenchmarkOptions, log: Callable[[str], None] = print) ->
         exps = scaling_exponents(summary, opts.fit_from)
         written += [write_csv(out / "runs.csv", RUN_COLUMNS, rows),
                     write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary)]
-        md += [f"Encoders: {_describe_model(opts)}. Forward pass (eval, inference mode), batch {opts.batch_size}, "
-               f"{opts.dtype}, {opts.runs} runs after a warm-up on 1 s of audio"
-               f"{f' and {opts.warmup} at the same length' if opts.warmup else ''}; mean and {conf} "
-               f"Student-t confidence interval. Memory: {memory_note(rows)}.", "",
-               summary_markdown(summary, base_label, opts.confidence), ""]
-        note = indicative_note(summary, opts.confidence)
-        md += [note, ""] if note else []
+        md += _section(f"Encoders: {_describe_model(opts)}. Forward pass (eval, inference mode), batch "
+                       f"{opts.batch_size}, {opts.dtype}, {opts.runs} runs after a warm-up on 1 s of audio"
+                       f"{f' and {opts.warmup} at the same length' if opts.warmup else ''}; mean and {conf} "
+                       f"Student-t confidence interval. Memory: {memory_note(rows)}.",
+                       summary_markdown(summary, base_label, opts.confidence), summary, opts.confidence)
         md += [f"Faster / less memory = 100 * (1 - value / value of {base_label}) at the same length.", ""]
         avg = average_savings(summary, exclude=[e.key for e in encoders if e.config.get("mixer") == "mhsa"])
         if baseline and avg:
@@ -166,12 +164,10 @@ def run_benchmark(opts: BenchmarkOptions, log: Callable[[str], None] = print) ->
         tsum = train_summary(trows, opts.confidence)
         written += [write_csv(out / "train_runs.csv", RUN_COLUMNS, trows),
                     write_csv(out / "train_throughput.csv", TRAIN_COLUMNS, tsum)]
-        md += [f"Training throughput (BEST-RQ step: masking, forward, cross-entropy on masked frames, backward), "
-               f"{opts.train_seconds:g} s utterances, batch {tb}, {opts.dtype}"
-               f"{' autocast' if opts.dtype != 'fp32' else ''}, {opts.train_steps} steps; mean and {conf} "
-               "Student-t confidence interval:", "", train_markdown(tsum, opts.confidence), ""]
-        note = indicative_note(tsum, opts.confidence)
-        md += [note, ""] if note else []
+        md += _section("Training throughput (BEST-RQ step: masking, forward, cross-entropy on masked frames, "
+                       f"backward), {opts.train_seconds:g} s utterances, batch {tb}, {opts.dtype}"
+                       f"{' autocast' if opts.dtype != 'fp32' else ''}, {opts.train_steps} steps; mean and {conf} "
+                       "Student-t confidence interval:", train_markdown(tsum, opts.confidence), tsum, opts.confidence)
         result["train"] = tsum
         result["errors"] += [r for r in trows if r["status"] == STATUS_ERROR]
     elapsed = time.perf_counter() - t_start
@@ -196,6 +192,12 @@ def run_benchmark(opts: BenchmarkOptions, log: Callable[[str], None] = print) ->
             log(f"Plot skipped: {err.name or 'matplotlib'} is not installed (pip install matplotlib); "
                 "the CSV and Markdown files are complete.")
     return result
+
+
+def _section(text: str, table: str, rows: List[dict], confidence: float) -> List[str]:
+    """Markdown lines: a paragraph, its table, and the note on indicative intervals if any."""
+    note = indicative_note(rows, confidence)
+    return [text, "", table, ""] + ([note, ""] if note else [])
 
 
 def _describe_model(opts: BenchmarkOptions) -> str:
