@@ -1,6 +1,7 @@
-"""Benchmark library: statistics, writers, failure handling (never timings)."""
+"""Benchmark library: statistics, writers, failure handling, options (never timings)."""
 
 import math
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,10 @@ import pytest
 import torch
 
 from brq_att_alt import benchmarking as bm
-from brq_att_alt.benchmarking import workers
+from brq_att_alt import sizes
+from brq_att_alt.benchmarking import measure
+from brq_att_alt.benchmarking.models import config_file_encoders
+from brq_att_alt.csv_files import read_csv, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(d_model=32, num_layers=1, nhead=2, d_ffn=64, kernel_size=7, dropout=0.1)
@@ -19,32 +23,68 @@ TINY = dict(d_model=32, num_layers=1, nhead=2, d_ffn=64, kernel_size=7, dropout=
 # --------------------------------------------------------------------------- statistics
 
 
-def test_bootstrap_constant_data_has_zero_width():
-    assert bm.bootstrap_ci([2.5] * 10) == (2.5, 2.5, 2.5)
+def test_ci_constant_data_has_zero_width():
+    assert bm.mean_ci([2.5] * 10) == (2.5, 2.5, 2.5)
 
 
-def test_bootstrap_single_and_empty():
-    assert bm.bootstrap_ci([4.0]) == (4.0, 4.0, 4.0)
-    assert all(math.isnan(v) for v in bm.bootstrap_ci([]))
-    assert bm.bootstrap_ci([1.0, float("nan"), 1.0]) == (1.0, 1.0, 1.0)
+def test_ci_single_and_empty():
+    mean, lo, hi = bm.mean_ci([4.0])
+    assert mean == 4.0 and math.isnan(lo) and math.isnan(hi)  # one run: no interval
+    assert all(math.isnan(v) for v in bm.mean_ci([]))
+    assert bm.mean_ci([1.0, float("nan"), 1.0]) == (1.0, 1.0, 1.0)
 
 
-def test_bootstrap_mean_inside_ci_and_seeded():
+def test_ci_is_the_t_interval_and_deterministic():
     x = [1.0, 2.0, 4.0, 8.0, 3.0]
-    mean, lo, hi = bm.bootstrap_ci(x, seed=3)
+    mean, lo, hi = bm.mean_ci(x)
     assert mean == pytest.approx(np.mean(x))
-    assert min(x) <= lo < mean < hi <= max(x)
-    assert bm.bootstrap_ci(x, seed=3) == (mean, lo, hi)
+    half = 2.7764451051977934 * np.std(x, ddof=1) / np.sqrt(len(x))  # t_{0.975, 4}
+    assert lo == pytest.approx(mean - half, rel=1e-12) and hi == pytest.approx(mean + half, rel=1e-12)
+    assert lo < mean < hi
+    assert bm.mean_ci(x) == (mean, lo, hi)
 
 
-def test_bootstrap_normal_sample_matches_normal_theory():
+@pytest.mark.parametrize("df, t975", [(1, 12.706204736174698), (2, 4.302652729749464), (4, 2.7764451051977934),
+                                      (9, 2.2621571628540993), (30, 2.0422724563012373)])
+def test_t_quantile_against_table(df, t975):
+    assert bm.t_quantile(0.975, df) == pytest.approx(t975, rel=1e-10)
+    assert bm.t_quantile(0.025, df) == pytest.approx(-t975, rel=1e-10)
+    assert bm.t_quantile(0.5, df) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError):
+        bm.t_quantile(1.0, df)
+
+
+def test_ci_equals_scipy_t_interval():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(4)
+    for n in (2, 3, 4, 6, 10, 20, 101):
+        x = rng.lognormal(0.0, 0.3, size=n)
+        for confidence in (0.8, 0.9, 0.95, 0.99):
+            lo, hi = stats.t.interval(confidence, n - 1, loc=x.mean(), scale=stats.sem(x))
+            _, my_lo, my_hi = bm.mean_ci(x, confidence)
+            assert (my_lo, my_hi) == pytest.approx((lo, hi), rel=1e-9)
+
+
+def test_ci_coverage_on_normal_runs_seeded():
+    """The stated coverage at the run counts the benchmark uses (2-10 runs), where a
+    percentile bootstrap covers 49-90%."""
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 10):
+        x = rng.normal(1.0, 0.1, size=(4000, n))
+        half = bm.t_quantile(0.975, n - 1) * x.std(axis=1, ddof=1) / np.sqrt(n)
+        covered = np.abs(x.mean(axis=1) - 1.0) <= half
+        assert 0.935 < covered.mean() < 0.965, (n, covered.mean())
+        assert bm.mean_ci(x[0]) == pytest.approx((x[0].mean(), x[0].mean() - half[0], x[0].mean() + half[0]))
+
+
+def test_ci_normal_sample_matches_normal_theory():
     x = np.random.default_rng(0).normal(10.0, 2.0, size=400)
-    mean, lo, hi = bm.bootstrap_ci(x, n_boot=20_000, seed=1)
+    mean, lo, hi = bm.mean_ci(x)
     half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
     assert lo == pytest.approx(mean - half, abs=0.1 * half)
     assert hi == pytest.approx(mean + half, abs=0.1 * half)
     # a wider confidence gives a wider interval
-    _, lo99, hi99 = bm.bootstrap_ci(x, confidence=0.99, n_boot=20_000, seed=1)
+    _, lo99, hi99 = bm.mean_ci(x, confidence=0.99)
     assert lo99 < lo and hi99 > hi
 
 
@@ -67,9 +107,10 @@ def test_power_law_fit_needs_two_positive_points():
 def _rows(mixer, seconds, times, mems, status="ok"):
     if status != "ok":
         return [dict(mixer=mixer, label=mixer.upper(), seconds=seconds, run="", status=status, time_s=None,
-                     peak_mem_mib=None, batch_size=6)]
+                     peak_mem_mib=None, batch_size=6, device="cpu", dtype="fp32")]
     return [dict(mixer=mixer, label=mixer.upper(), seconds=seconds, run=i + 1, status="ok", time_s=t,
-                 peak_mem_mib=m, batch_size=6, memory_method="test") for i, (t, m) in enumerate(zip(times, mems))]
+                 peak_mem_mib=m, batch_size=6, memory_method="test", device="cpu", dtype="fp32")
+            for i, (t, m) in enumerate(zip(times, mems))]
 
 
 def _table():
@@ -99,7 +140,7 @@ def test_relative_percentages_on_hand_made_table():
     assert by[("mhsa", 160)]["status"] == "oom" and by[("mhsa", 160)]["n_runs"] == 0
     assert math.isnan(by[("pom", 160)]["speedup_pct"])
     assert by[("pom", 160)]["time_mean_s"] == 4.0
-    avg = {a["seconds"]: a for a in bm.average_savings(summary)}
+    avg = {a["seconds"]: a for a in bm.average_savings(summary, exclude=["mhsa"])}
     assert avg[20]["speedup_pct"] == pytest.approx(0.0)  # (50 - 50) / 2
     assert avg[20]["mem_saving_pct"] == pytest.approx(62.5)
     assert avg[80]["n_mixers"] == 2 and 160 not in avg
@@ -117,9 +158,26 @@ def test_scaling_exponents_and_markdown():
     assert "MHSA" in bm.exponents_markdown(exps)
 
 
+def test_indicative_intervals_are_marked(tmp_path):
+    rows = _rows("mhsa", 20, [2.0, 2.1], [1.0, 1.0]) + _rows("pom", 20, [1.0, 1.1, 1.2, 1.0, 1.1], [1.0] * 5)
+    rows += _rows("fastformer", 20, [], [], status="oom")
+    by = {s["mixer"]: s for s in bm.summarize(rows, baseline="mhsa")}
+    assert bm.MIN_RUNS_FOR_CI == 5
+    assert by["mhsa"]["ci_indicative"] is True and by["pom"]["ci_indicative"] is False
+    assert by["fastformer"]["ci_indicative"] is None
+    md = bm.summary_markdown(list(by.values()))
+    mhsa_line, pom_line = (next(x for x in md.splitlines() if x.startswith(f"| {m} ")) for m in ("MHSA", "POM"))
+    assert "†" in mhsa_line and "†" not in pom_line
+    back = read_csv(write_csv(tmp_path / "s.csv", bm.SUMMARY_COLUMNS, by.values()))
+    assert [r["ci_indicative"] for r in back] == ["True", "False", ""]
+    train = bm.train_summary(rows)
+    assert [t["ci_indicative"] for t in train] == [True, False, None]
+    assert "†" in bm.train_markdown(train)
+
+
 def test_summary_accepts_rows_read_back_from_csv(tmp_path):
-    path = bm.write_csv(tmp_path / "runs.csv", bm.RUN_COLUMNS, _table())
-    back = bm.summarize(bm.read_csv(path), baseline="mhsa")
+    path = write_csv(tmp_path / "runs.csv", bm.RUN_COLUMNS, _table())
+    back = bm.summarize(read_csv(path), baseline="mhsa")
     direct = bm.summarize(_table(), baseline="mhsa")
     for a, b in zip(back, direct):
         assert a["mixer"] == b["mixer"] and a["status"] == b["status"]
@@ -132,13 +190,13 @@ def test_summary_accepts_rows_read_back_from_csv(tmp_path):
 
 def test_csv_writer_columns_and_empty_nans(tmp_path):
     summary = bm.summarize(_table(), baseline="mhsa")
-    path = bm.write_csv(tmp_path / "sub" / "summary.csv", bm.SUMMARY_COLUMNS, summary)
-    back = bm.read_csv(path)
+    path = write_csv(tmp_path / "sub" / "summary.csv", bm.SUMMARY_COLUMNS, summary)
+    back = read_csv(path)
     assert list(back[0]) == bm.SUMMARY_COLUMNS
     assert len(back) == len(summary)
     oom = next(r for r in back if r["status"] == "oom")
     assert oom["time_mean_s"] == "" and oom["speedup_pct"] == ""
-    runs = bm.read_csv(bm.write_csv(tmp_path / "runs.csv", bm.RUN_COLUMNS, _table()))
+    runs = read_csv(write_csv(tmp_path / "runs.csv", bm.RUN_COLUMNS, _table()))
     assert list(runs[0]) == bm.RUN_COLUMNS
 
 
@@ -165,9 +223,7 @@ def _fake_measure(fail_from, exc):
     return measure, calls
 
 
-def _spec(variant, seconds):
-    return dict(model={}, seconds=seconds, batch_size=6, runs=3, warmup=1, device="cpu", dtype="fp32",
-                time_limit=None, seed=0)
+SETTINGS = dict(batch_size=6, runs=3, warmup=1, device="cpu", dtype="fp32", time_limit=None, seed=0)
 
 
 @pytest.mark.parametrize("exc, status", [
@@ -178,15 +234,17 @@ def _spec(variant, seconds):
     (ValueError("a bug"), "error"),
 ])
 def test_failure_is_a_row_and_longer_lengths_are_skipped(monkeypatch, tmp_path, exc, status):
-    measure, calls = _fake_measure(40, exc)
-    monkeypatch.setattr(workers, "measure_config", measure)
-    rows = bm.run_sweep(["mhsa", "pom"], [80, 10, 40, 20], _spec, isolate=False)
+    fake, calls = _fake_measure(40, exc)
+    monkeypatch.setitem(measure.TASKS, "inference", fake)
+    encoders = bm.variant_encoders(["mhsa", "pom"], num_layers=1, d_model=16, nhead=2, d_ffn=32)
+    rows = bm.run_sweep(encoders, [80, 10, 40, 20], SETTINGS, isolate=False)
     assert calls == [10, 20, 40] * 2  # shortest first; nothing runs after the failure
     for mixer in ("mhsa", "pom"):
         mine = [r for r in rows if r["mixer"] == mixer]
         assert [r["status"] for r in mine] == ["ok"] * 6 + [status, "skipped"]
         assert [r["seconds"] for r in mine if r["status"] != "ok"] == [40, 80]
         assert f"{status} at 40 s" in mine[-1]["error"]
+    assert {r["label"] for r in rows} == {"MHSA (RelPosMHAXL)", "PoM"} and all(r["d_model"] == 16 for r in rows)
     summary = bm.summarize(rows, baseline="mhsa")
     assert [s["status"] for s in summary if s["mixer"] == "pom"] == ["ok", "ok", status, "skipped"]
     if status == "oom":
@@ -219,6 +277,17 @@ def test_scaled_configs_build(variant):
         assert cfg["mixer_kwargs"] == {"implementation": "sdpa"}
 
 
+def test_mixer_widths_scale_from_the_size_table_and_the_mixers_defaults():
+    hyper = bm.encoder_config("hypermixing", width_scale=0.25, nhead=4)
+    assert hyper["mixer_kwargs"] == {"hypernet_size": 512}  # HyperMixing's default 2048, x0.25
+    summ = bm.encoder_config("summarymixing", width_scale=0.25, nhead=4)["mixer_kwargs"]
+    assert summ["summary_hid_dim"] == [256]  # sizes.MIXER_KWARGS: [1024]
+    assert summ["summary_out_dim"] == 160  # sizes.MIXER_KWARGS: d_model 632
+    assert summ["local_proj_hid_dim"] == [128] and summ["local_proj_out_dim"] == 128  # the mixer's 512
+    assert summ["activation"] == "swish"
+    assert bm.encoder_config("summarymixing") == sizes.model_config("summarymixing")  # no scaling: the table
+
+
 def test_load_model_config_yaml(tmp_path):
     path = tmp_path / "pom.yaml"
     path.write_text("d_model: 64\nnum_encoder_layers: 3\nattention_type: pom\nnhead: 4\n"
@@ -226,6 +295,59 @@ def test_load_model_config_yaml(tmp_path):
                     "output_folder: !PLACEHOLDER\n")
     cfg = bm.load_model_config(path)
     assert cfg == {"d_model": 64, "num_layers": 3, "mixer": "pom", "nhead": 4}
+
+
+NEW_STYLE_YAML = """\
+attention_type: pom
+size_name: base
+d_model: !apply:brq_att_alt.sizes.matched_d_model [!ref <attention_type>, !ref <size_name>]
+num_layers: 2
+nhead: 8
+mixer_options:
+    mhsa: {implementation: relpos}
+    pom: {degree: 2, expansion: 1}
+    summarymixing: {summary_out_dim: !ref <d_model>}
+data_folder: !PLACEHOLDER
+output_folder: !ref results/brq_<attention_type>_<size_name>
+__not_run: !apply:os.mkdir [CANARY]
+model: !new:brq_att_alt.model.BestRQModel
+    mixer: !ref <attention_type>
+    d_model: !ref <d_model>
+    num_layers: !ref <num_layers>
+    nhead: !ref <nhead>
+    mixer_kwargs: !apply:brq_att_alt.mixers.mixer_options [!ref <mixer_options>, !ref <attention_type>]
+"""
+
+
+def test_load_model_config_resolves_package_functions(tmp_path, monkeypatch):
+    """The paper YAMLs' d_model: !apply:brq_att_alt.sizes.matched_d_model [mixer, size] (issue 9)."""
+    if not hasattr(sizes, "matched_d_model"):  # until the issue-9 change is merged
+        monkeypatch.setattr(sizes, "matched_d_model", lambda mixer, size: sizes.D_MODEL[mixer][size], raising=False)
+    path = tmp_path / "brq_pom.yaml"
+    path.write_text(NEW_STYLE_YAML.replace("CANARY", str(tmp_path / "made")))
+    cfg = bm.load_model_config(path)
+    assert not (tmp_path / "made").exists()  # only this package's functions are applied
+    assert cfg == {"mixer": "pom", "d_model": sizes.D_MODEL["pom"]["base"], "num_layers": 2, "nhead": 8,
+                   "mixer_kwargs": {"degree": 2, "expansion": 1}}
+    before = {k: v for k, v in bm.VARIANTS.items()}
+    (enc,) = config_file_encoders([path], width_scale=0.5)
+    assert enc.key == "brq_pom" and enc.label == "brq_pom (pom)" and enc.config["d_model"] == 272
+    assert enc.config["mixer_kwargs"] == {"degree": 2, "expansion": 1}
+    assert bm.VARIANTS == before  # no module table grows with the config files
+    path.write_text("d_model: [1, 2]\nmixer: pom\n")
+    with pytest.raises(ValueError, match="not plain values"):
+        bm.load_model_config(path)
+
+
+@pytest.mark.parametrize("yaml_file", sorted(p.name for p in (ROOT / "hparams").glob("brq_*.yaml")
+                                             if p.name != "brq_tiny.yaml"))
+def test_load_model_config_of_the_paper_yamls(yaml_file):
+    """--config hparams/brq_<mixer>[_large].yaml gives the parameter-matched model of the size table."""
+    cfg = bm.load_model_config(ROOT / "hparams" / yaml_file)
+    size = "large" if yaml_file.endswith("_large.yaml") else "base"
+    assert cfg["d_model"] == sizes.D_MODEL[cfg["mixer"]][size]
+    assert isinstance(cfg["mixer_kwargs"], dict)
+    assert bm.encoder_parameters(cfg) == bm.encoder_parameters(sizes.model_config(cfg["mixer"], size))
 
 
 def test_measure_functions_run_in_process():
@@ -239,22 +361,82 @@ def test_measure_functions_run_in_process():
     assert res["status"] == "timeout"
 
 
+# --------------------------------------------------------------------------- options and the script
+
+
+def _script():
+    return runpy.run_path(str(ROOT / "scripts" / "benchmark.py"))
+
+
+def test_script_options_come_from_benchmark_options():
+    script = _script()
+    parse, options = script["parse_args"], script["options_from_args"]
+    assert options(parse([])) == bm.BenchmarkOptions()
+    quick = options(parse(["--quick"]))
+    assert quick == bm.make_options(quick=True)
+    assert all(getattr(quick, k) == v for k, v in bm.QUICK_PRESET.items())
+    assert options(parse(["--quick", "--runs", "7", "--time-limit", "0"])).runs == 7  # explicit wins
+    assert options(parse(["--long"])).lengths == bm.LONG_LENGTHS
+    assert options(parse(["--long", "--lengths", "3"])).lengths == [3.0]
+    assert options(parse(["--isolate", "never", "--padding-mask"])).isolate is False
+    with pytest.raises(TypeError, match="Unknown benchmark options"):
+        bm.make_options(batchsize=2)
+
+
+def test_quick_help_matches_the_preset():
+    text = " ".join(_script()["quick_help"]().split())
+    q = bm.QUICK_PRESET
+    for part in (f"{q['num_layers']} layers", f"x{q['width_scale']:g}", f"{q['nhead']} heads",
+                 " ".join(f"{x:g}" for x in q["lengths"]) + " s", f"batch {q['batch_size']}", f"{q['runs']} runs",
+                 f"{q['warmup']} warm-up", f"{q['threads']} torch thread", f"time limit {q['time_limit']:g} s",
+                 f"at {q['train_seconds']:g} s ({q['train_steps']} steps)", q["out"]):
+        assert part in text, part
+    assert len(q) == 12  # a new preset entry needs its words in quick_help (and here)
+
+
+TINY_ARGS = ["--mixers", "mhsa", "pom", "--lengths", "1", "--runs", "2", "--batch-size", "1", "--d-model", "32",
+             "--num-layers", "1", "--nhead", "2", "--d-ffn", "64", "--device", "cpu", "--threads", "1"]
+
+
+def test_outputs_written_before_the_plot(tmp_path):
+    opts = _script()["options_from_args"](_script()["parse_args"]([*TINY_ARGS, "--isolate", "never",
+                                                                   "--out", str(tmp_path)]))
+    result = bm.run_benchmark(opts, log=lambda msg: None)
+    assert [p.name for p in result["written"]] == ["runs.csv", "summary.csv", "summary.md", "machine.txt",
+                                                   "benchmark.png"]
+    assert "Student-t" in result["markdown"] and "Indicative only: 2 interval(s) from 2 run(s)" in result["markdown"]
+
+
+def test_missing_matplotlib_skips_only_the_plot(tmp_path, monkeypatch, capsys):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)  # import matplotlib... raises ImportError
+    out = tmp_path / "bench"
+    assert _script()["main"]([*TINY_ARGS, "--isolate", "never", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("runs.csv", "summary.csv", "summary.md", "machine.txt"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "benchmark.png").exists()
+    assert [line for line in printed.splitlines() if "Plot skipped" in line and "matplotlib" in line] != []
+    assert printed.count("Plot skipped") == 1
+    assert "Wrote" in printed and "benchmark.png" not in printed.split("Wrote", 1)[1]
+
+
 @pytest.mark.slow
 def test_cli_end_to_end_tiny(tmp_path):
     out = tmp_path / "bench"
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--mixers", "mhsa", "pom",
            "--lengths", "1", "--runs", "2", "--batch-size", "1", "--d-model", "32", "--num-layers", "1",
-           "--nhead", "2", "--d-ffn", "64", "--train-throughput", "1", "--train-steps", "1", "--n-boot", "200",
+           "--nhead", "2", "--d-ffn", "64", "--train-throughput", "1", "--train-steps", "1",
            "--device", "cpu", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("runs.csv", "summary.csv", "summary.md", "benchmark.png", "machine.txt", "train_throughput.csv",
                  "train_runs.csv"):
         assert (out / name).stat().st_size > 0, name
-    runs = bm.read_csv(out / "runs.csv")
+    runs = read_csv(out / "runs.csv")
     assert {r["mixer"] for r in runs} == {"mhsa", "pom"} and {r["status"] for r in runs} == {"ok"}
     assert len(runs) == 4 and runs[0]["memory_method"].startswith("cpu_peak_rss")
-    summary = bm.read_csv(out / "summary.csv")
+    summary = read_csv(out / "summary.csv")
     assert float(next(s for s in summary if s["mixer"] == "mhsa")["speedup_pct"]) == 0.0
     assert "| MHSA (RelPosMHAXL) | 1 |" in proc.stdout
     assert "cpu:" in (out / "machine.txt").read_text()

@@ -1,8 +1,10 @@
 """Data layer: synthetic eSpeak corpus, LibriSpeech preparation, audio reading."""
 
 import csv
+import hashlib
 import importlib.util
 import json
+import platform
 import random
 import re
 import runpy
@@ -18,19 +20,19 @@ import torch
 
 from brq_att_alt.data import prepare_librispeech, read_audio
 from brq_att_alt.data.audio import AudioReadError
+from brq_att_alt.data.espeak import EspeakError, EspeakWorker
 from brq_att_alt.data.synthetic import (
     COMPLETE_MARKER,
     INCOMPLETE_MARKER,
     LABEL_COLUMNS,
-    SCENARIOS,
     STYLES,
     load_labels,
-    make_sentence,
     make_speakers,
     make_synthetic_corpus,
     plan_corpus,
-    synthesize_utterance,
+    prosody_params,
 )
+from brq_att_alt.data.synthetic_text import SCENARIOS, make_sentence
 
 SPLITS = ("train-clean-100", "dev-clean", "test-clean")
 ID_RE = re.compile(r"^(\d+)-(\d+)-(\d{4})$")
@@ -68,6 +70,15 @@ def long_term_log_spectrum(x, n=512):
 
 def rms(x):
     return float(np.sqrt(np.mean(x ** 2)))
+
+
+def speak(requests):
+    """[(text, speaker, style, seed)] -> float32 16 kHz waveforms, synthesised as the corpus is
+    (one fresh eSpeak worker, no lead silence or noise floor)."""
+    jobs = [dict(text=text.lower() + ".", seed=seed, **prosody_params(spk, style))
+            for text, spk, style, seed in requests]
+    with EspeakWorker(jobs) as worker:
+        return list(worker.audio(16000))
 
 
 def read_csv(path):
@@ -175,6 +186,54 @@ def test_corpus_reproducible(tiny_corpus, tmp_path):
     assert [u.wrd for u in same] == [r["wrd"] for r in load_labels(tiny_corpus)]
 
 
+# The tiny corpus of conftest.py made by the code at commit 9b99a3f (before the eSpeak
+# protocol, the templates and the corpus writer were split into espeak.py,
+# synthetic_text.py and synthetic.py): a refactoring must not change the corpus.
+TINY_CORPUS_TEXT_SHA256 = "52483f315fbbe6e55b712cdd0eaed39d4017d77ca176b0b03ff8326063724a1c"
+TINY_CORPUS_SHA256 = "4f6b6ae0661c2656a486d8d5faec9fceded67a035edee63801069584679de5de"
+# Where that digest was taken: the int16 samples depend on the CPU's floating-point
+# kernels (resampling), so the audio digest is only compared on the same platform.
+TINY_CORPUS_PLATFORM = {"cpu": "AMD EPYC", "torch": "2.14.1+cu130", "torchaudio": "2.11.0+cu130",
+                        "espeak_ng": "1.52.0"}
+
+
+def corpus_digest(root, audio=True):
+    """sha256 of labels.csv, every trans.txt and (``audio``) every FLAC's int16 samples, in path order."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        if path.suffix == ".flac" and audio:
+            data = sf.read(str(path), dtype="int16")[0].tobytes()
+        elif path.name == "labels.csv" or path.name.endswith(".trans.txt"):
+            data = path.read_bytes()
+        else:
+            continue
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + data)
+    return h.hexdigest()
+
+
+def _platform(corpus):
+    import torchaudio
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).strip()
+    except (OSError, AttributeError):
+        pass
+    espeak = json.loads((corpus / COMPLETE_MARKER).read_text())["espeak_ng_version"]
+    return {"cpu": cpu, "torch": torch.__version__, "torchaudio": torchaudio.__version__, "espeak_ng": espeak}
+
+
+def test_corpus_texts_unchanged(tiny_corpus):
+    assert corpus_digest(tiny_corpus, audio=False) == TINY_CORPUS_TEXT_SHA256
+
+
+def test_corpus_audio_unchanged(tiny_corpus):
+    here = _platform(tiny_corpus)
+    if here != TINY_CORPUS_PLATFORM:
+        pytest.skip(f"audio digest recorded on {TINY_CORPUS_PLATFORM}, this is {here}")
+    assert corpus_digest(tiny_corpus) == TINY_CORPUS_SHA256
+
+
 @needs_espeak
 def test_corpus_reuse_half_written_and_conflicts(tmp_path):
     out = tmp_path / "c"
@@ -207,15 +266,43 @@ def test_corpus_reuse_half_written_and_conflicts(tmp_path):
         make_synthetic_corpus(tmp_path / "bad", num_speakers=2, utts_per_speaker={"dev-cleen": 1})
 
 
+def _corpus_script():
+    return runpy.run_path(str(REPO_ROOT / "scripts" / "make_synthetic_corpus.py"))
+
+
 @needs_espeak
 def test_cli_makes_corpus(tmp_path, capsys):
-    main = runpy.run_path(str(REPO_ROOT / "scripts" / "make_tiny_corpus.py"))["main"]
+    main = _corpus_script()["main"]
     out = tmp_path / "cli"
-    assert main(["--out", str(out), "--speakers", "2", "--train-utts", "1", "--dev-utts", "1",
-                 "--test-utts", "1", "--seed", "3", "--quiet"]) == 0
+    assert main(["--out", str(out), "--speakers", "2", "--splits", *SPLITS, "--utts-per-speaker", "1",
+                 "--seed", "3", "--quiet"]) == 0
     rows = load_labels(out)
     assert len(rows) == 6 and {r["split"] for r in rows} == set(SPLITS)
     assert corpus_options(out)["seed"] == 3
+    # README.txt's "Regenerate:" command remakes the same corpus
+    line = next(x for x in (out / "README.txt").read_text().splitlines() if x.startswith("Regenerate:"))
+    again = tmp_path / "again"
+    args = line.split("make_synthetic_corpus.py", 1)[1].replace("DIR", str(again)).split()
+    assert main([*args, "--quiet"]) == 0
+    assert corpus_digest(again) == corpus_digest(out)
+
+
+def test_cli_default_splits_cover_the_recipes():
+    """By default the script writes every split a recipe YAML names (test-other was missing)."""
+    counts = _corpus_script()["utts_per_speaker"](None, None)
+    named = set()
+    for yaml_file in [*REPO_ROOT.glob("hparams/*.yaml"), *REPO_ROOT.glob("recipes/**/*.yaml")]:
+        named |= set(re.findall(r"\b(?:train|dev|test)-(?:clean|other)(?:-\d+)?\b", yaml_file.read_text()))
+    assert {"test-other", "train-other-500", "dev-clean"} <= named
+    assert named <= set(counts)
+    assert all(n >= 1 for n in counts.values())
+    parse = _corpus_script()["utts_per_speaker"]
+    assert parse(["dev-clean"], ["3"]) == {"dev-clean": 3}
+    assert parse(None, ["dev-clean=2", "test-other=1"]) == {"dev-clean": 2, "test-other": 1}
+    with pytest.raises(ValueError, match="not both"):
+        parse(["dev-clean"], ["dev-clean=2"])
+    with pytest.raises(ValueError, match="SPLIT=N"):
+        parse(None, ["dev-clean=two", "x"])
 
 
 @needs_espeak
@@ -242,15 +329,28 @@ def test_speakers_and_texts():
 
 
 @needs_espeak
+def test_espeak_worker_protocol_and_errors():
+    with EspeakWorker([dict(text="hello.", voice="en"), dict(text="good bye.", voice="en-us+f1")]) as worker:
+        assert worker.sample_rate == 22050 and worker.espeak_version
+        raw = list(worker.samples())
+    assert len(raw) == 2 and all(len(r) > 2 * 0.2 * 22050 and len(r) % 2 == 0 for r in raw)
+    with EspeakWorker([dict(text="hello.", voice="en")]) as worker:
+        (wav,) = worker.audio(16000)
+    assert wav.dtype == np.float32 and abs(len(wav) - len(raw[0]) / 2 * 16000 / 22050) <= 1
+    # a job the worker cannot do: the error names the cause from the worker's stderr
+    with pytest.raises(EspeakError, match="(?s)stopped after 1 of 2.*Unknown espeak voice variant 'nope'"):
+        with EspeakWorker([dict(text="hello.", voice="en"), dict(text="hi.", voice="en+nope")]) as worker:
+            list(worker.samples())
+
+
+@needs_espeak
 def test_voices_really_differ():
     text = "SET AN ALARM FOR SEVEN AM TOMORROW"
     speakers = make_speakers(4, seed=1234)
     male, female, male2 = speakers[0], speakers[1], speakers[2]
     assert (male.gender, female.gender, male2.gender) == ("male", "female", "male")
-    x_m = synthesize_utterance(text, male)
-    x_f = synthesize_utterance(text, female)
-    x_m2 = synthesize_utterance(text, male2)
-    x_m_again = synthesize_utterance(text, male, seed=5)
+    x_m, x_f, x_m2, x_m_again = speak([(text, male, "neutral", 0), (text, female, "neutral", 0),
+                                        (text, male2, "neutral", 0), (text, male, "neutral", 5)])
     assert median_f0(x_f) > 1.4 * median_f0(x_m)
     # two male voices: long-term spectra differ far more than two takes of one voice
     ref = long_term_log_spectrum(x_m)
@@ -264,7 +364,7 @@ def test_voices_really_differ():
 def test_styles_prosody_direction(index):
     text = "WHAT IS THE WEATHER LIKE IN LONDON THIS WEEKEND"
     spk = make_speakers(2, seed=1234)[index]
-    x = {style: synthesize_utterance(text, spk, style=style) for style in STYLES}
+    x = dict(zip(STYLES, speak([(text, spk, style, 0) for style in STYLES])))
     dur = {k: len(v) / 16000 for k, v in x.items()}
     f0 = {k: median_f0(v) for k, v in x.items()}
     loud = {k: rms(v) for k, v in x.items()}

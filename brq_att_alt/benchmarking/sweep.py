@@ -1,45 +1,186 @@
-"""The sweep over (variant, length), shortest first; a failure skips the variant's longer lengths."""
+"""The sweep: every (encoder, length), shortest first, each in this process or in a fresh one.
 
+Order: encoder by encoder, lengths ascending; a failed configuration (oom / timeout /
+error) gives one row with that status, and every longer length of the same encoder a
+``skipped`` row (it would fail too, and an OOM can take minutes to reach).
+
+Isolation: a configuration can run in a child forked from a forkserver that has only
+imported the libraries (cheap start-ups, a fresh address space for the CPU memory
+meter), with a hard time limit per call (the child is killed) and optionally an
+address-space limit (``RLIMIT_AS``), so that running out of memory raises in the child
+instead of waking the OS's OOM killer. The children inherit this process's environment.
+"""
+
+import gc
+import math
+import multiprocessing
+import re
+import resource
 import time
-from typing import Callable, List, Optional, Sequence
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+import torch
 
-from .formatting import _fmt_seconds
-from .inputs import num_frames
-from .status import STATUS_OK, STATUS_SKIPPED
-from .variants import VARIANTS
-from .workers import run_in_process, run_isolated
+from .measure import (
+    STATUS_OK, STATUS_SKIPPED, STATUS_TIMEOUT, classify_exit_code, failure_result, proc_status_kib, run_measurement,
+)
+from .models import Encoder, num_frames
+
+BUILD_TIMEOUT_S = 900.0  # model build and first call in a child, before the per-call limit applies
+
+
+def run_in_process(task: str, spec: dict) -> dict:
+    """Run a measurement here (``measure.run_measurement``), then free what it held."""
+    result = run_measurement(task, spec)
+    gc.collect()
+    if torch.cuda.is_available() and torch.device(spec["device"]).type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def _child_main(conn, task: str, spec: dict, memory_limit_bytes: Optional[int]):
+    """Entry point of an isolated measurement process: progress and result go back through ``conn``."""
+    gc.freeze()  # the libraries' objects: later collections (before each run) skip them
+    try:
+        if memory_limit_bytes:
+            limit = (proc_status_kib("VmSize") or 0) * 1024 + int(memory_limit_bytes)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    except (OSError, ValueError) as exc:
+        result = failure_result(exc)
+    else:
+        result = run_measurement(task, spec, progress=lambda msg: conn.send(("progress", msg)))
+    conn.send(("result", result))
+    conn.close()
+
+
+_CONTEXT = None
+
+
+def mp_context():
+    """Forkserver (children forked from a process that has imported torch and the model:
+    fresh address space, start-up in milliseconds); spawn where forkserver is missing.
+    Started once per process; calling it early lets the forkserver import while the caller
+    prepares."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            from multiprocessing import forkserver
+
+            ctx.set_forkserver_preload(["brq_att_alt.benchmarking", "brq_att_alt.model"])
+            forkserver.ensure_running()
+        _CONTEXT = ctx
+    return _CONTEXT
+
+
+def run_isolated(task: str, spec: dict, memory_limit_bytes: Optional[int] = None, grace_s: float = 5.0) -> dict:
+    """Run a measurement in a fresh process with a hard time limit per call.
+
+    The child reports before each call; if the next report does not come within
+    ``spec["time_limit"]`` + ``grace_s`` it is killed (``timeout``). A child that dies
+    by SIGKILL without a result was killed by the OS, presumably for memory (``oom``).
+    """
+    ctx = mp_context()
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(child, task, spec, memory_limit_bytes), daemon=True)
+    proc.start()
+    child.close()
+    limit = spec.get("time_limit")
+    deadline = time.monotonic() + max(BUILD_TIMEOUT_S, limit or 0.0)
+    result = None
+    try:
+        while result is None:
+            if parent.poll(min(max(deadline - time.monotonic(), 0.0), 1.0)):
+                try:
+                    kind, payload = parent.recv()
+                except EOFError:
+                    break
+                if kind == "result":
+                    result = payload
+                elif limit is not None:
+                    deadline = time.monotonic() + limit + grace_s
+                else:
+                    deadline = math.inf
+            elif not proc.is_alive():
+                break
+            elif time.monotonic() > deadline:
+                proc.kill()
+                result = {"status": STATUS_TIMEOUT,
+                          "error": f"killed: no forward finished within the time limit ({limit:g} s)"
+                          if limit is not None else "killed: model build took too long"}
+    finally:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        parent.close()
+    return result if result is not None else classify_exit_code(proc.exitcode)
+
+
+def available_memory_bytes() -> Optional[int]:
+    """MemAvailable, or the cgroup's remaining limit when that is smaller (Linux); else None."""
+    avail = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            m = re.search(r"^MemAvailable:\s+(\d+) kB", f.read(), re.M)
+        avail = int(m.group(1)) * 1024 if m else None
+    except OSError:
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            lim = Path(limit_file).read_text().strip()
+            use = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if lim.isdigit() and int(lim) < 2**60:
+            free = int(lim) - use
+            avail = free if avail is None else min(avail, free)
+    return avail
+
+
+def worker_memory_limit(memory_limit_gb: Optional[float]) -> Optional[int]:
+    """Address-space limit of an isolated CPU worker above its own size, in bytes: the given
+    GiB (0: none), or by default 80% of the memory available now (None if unknown)."""
+    if memory_limit_gb is not None:
+        return int(memory_limit_gb * 2**30) if memory_limit_gb > 0 else None
+    avail = available_memory_bytes()
+    return int(0.8 * avail) if avail else None
 
 
 def run_sweep(
-    variants: Sequence[str],
+    encoders: Sequence[Encoder],
     lengths: Sequence[float],
-    make_spec: Callable[[str, float], dict],
+    settings: Dict[str, object],
     task: str = "inference",
     isolate: bool = False,
     memory_limit_bytes: Optional[int] = None,
-    info: Optional[Callable[[str], dict]] = None,
     log: Callable[[str], None] = lambda msg: None,
 ) -> List[dict]:
-    """Measure every (variant, length), shortest first; return the per-run rows.
+    """Measure every (encoder, length), shortest first; return the per-run rows.
 
-    A failed configuration (oom / timeout / error) gives one row with that status, and
-    every longer length of the same variant a ``skipped`` row. ``info(variant)`` adds
-    fixed columns (label, d_model, ...).
+    ``settings``: the spec entries shared by every configuration (batch_size, runs, warmup,
+    device, dtype, time_limit, seed, padding_mask, threads; see ``measure``). Every row
+    carries the encoder's ``info`` columns, seconds, frames, batch_size, device, dtype,
+    run, status and error; ``ok`` rows add time_s, peak_mem_mib and memory_method.
     """
     rows: List[dict] = []
-    for variant in variants:
-        extra = info(variant) if info else {"label": VARIANTS[variant].label if variant in VARIANTS else variant}
+    what = "step" if task == "train" else "forward"
+    for enc in encoders:
         failed_at = None
         for seconds in sorted(lengths):
-            spec = make_spec(variant, seconds)
-            base = dict(mixer=variant, seconds=seconds, frames=num_frames(seconds), batch_size=spec["batch_size"],
-                        device=spec["device"], dtype=spec["dtype"], **extra)
+            spec = {"model": enc.config, "seconds": seconds, **settings}
+            base = dict(enc.info, seconds=seconds, frames=num_frames(seconds), batch_size=spec["batch_size"],
+                        device=spec["device"], dtype=spec["dtype"])
+            tag = f"[{task} {enc.key} {seconds:g} s]"
             if failed_at is not None:
                 rows.append({**base, "run": "", "status": STATUS_SKIPPED,
-                             "error": f"{failed_at[0]} at {_fmt_seconds(failed_at[1])} s"})
-                log(f"[{task} {variant} {_fmt_seconds(seconds)} s] skipped ({failed_at[0]} at a shorter length)")
+                             "error": f"{failed_at[0]} at {failed_at[1]:g} s"})
+                log(f"{tag} skipped ({failed_at[0]} at a shorter length)")
                 continue
             t0 = time.perf_counter()
             result = run_isolated(task, spec, memory_limit_bytes) if isolate else run_in_process(task, spec)
@@ -47,12 +188,11 @@ def run_sweep(
             if result["status"] != STATUS_OK:
                 failed_at = (result["status"], seconds)
                 rows.append({**base, "run": "", "status": result["status"], "error": result.get("error", "")})
-                log(f"[{task} {variant} {_fmt_seconds(seconds)} s] {result['status'].upper()}: {result.get('error', '')}")
+                log(f"{tag} {result['status'].upper()}: {result.get('error', '')}")
                 continue
             for i, (t, m) in enumerate(zip(result["times"], result["mems"]), start=1):
                 rows.append({**base, "run": i, "status": STATUS_OK, "time_s": t, "peak_mem_mib": m,
                              "memory_method": result["memory_method"], "error": ""})
-            what = "step" if task == "train" else "forward"
-            log(f"[{task} {variant} {_fmt_seconds(seconds)} s] {np.mean(result['times']):.4g} s/{what}, "
-                f"peak {np.mean(result['mems']):.4g} MiB ({len(result['times'])} runs, {wall:.1f} s wall)")
+            log(f"{tag} {np.mean(result['times']):.4g} s/{what}, peak {np.mean(result['mems']):.4g} MiB "
+                f"({len(result['times'])} runs, {wall:.1f} s wall)")
     return rows

@@ -2,16 +2,8 @@
 
 from .audio import AudioReadError, read_audio
 from .librispeech import merge_manifests, prepare_librispeech, prepare_recipe_manifests
-from .synthetic import (
-    SCENARIOS,
-    STYLES,
-    Speaker,
-    load_labels,
-    make_speakers,
-    make_synthetic_corpus,
-    plan_corpus,
-    synthesize_utterance,
-)
+from .synthetic import STYLES, Speaker, load_labels, make_speakers, make_synthetic_corpus, plan_corpus
+from .synthetic_text import SCENARIOS
 
 __all__ = [
     "AudioReadError",
@@ -26,5 +18,4 @@ __all__ = [
     "prepare_librispeech",
     "prepare_recipe_manifests",
     "read_audio",
-    "synthesize_utterance",
 ]

@@ -15,7 +15,8 @@ class AudioReadError(RuntimeError):
 
 
 @lru_cache(maxsize=8)
-def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
+def resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
+    """torchaudio's windowed-sinc resampler from ``orig`` to ``new`` Hz, built once per pair."""
     return torchaudio.transforms.Resample(orig, new)
 
 
@@ -41,5 +42,5 @@ def read_audio(path: Union[str, Path], sample_rate: int = 16000) -> torch.Tensor
     wav = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
     if int(file_rate) != int(sample_rate):
         with torch.no_grad():
-            wav = _resampler(int(file_rate), int(sample_rate))(wav.unsqueeze(0))[0]
+            wav = resampler(int(file_rate), int(sample_rate))(wav.unsqueeze(0))[0]
     return wav.contiguous()

@@ -15,35 +15,30 @@ and ``labels.csv`` gives the speaker / intent / emotion-like targets of the
 downstream probes.
 
 Reproducibility: texts, labels and voices depend only on the options and the
-seed. Audio is synthesised in a fresh worker process (see ``espeak_tts``), with a
+seed. Audio is synthesised in a fresh worker process (see ``espeak``), with a
 per-utterance eSpeak random seed, so it is bit-identical from one run to the
 next on the same machine (eSpeak keeps some waveform state between utterances
 in a process, which the fresh process resets).
 """
 
-import csv
 import json
 import logging
 import random
-import re
 import shutil
-import struct
-import subprocess
-import sys
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio
 
-from . import espeak_tts
+from ..csv_files import read_csv, write_csv
+from .espeak import EspeakError, EspeakWorker, available_variants
+from .manifest import fmt_duration
+from .synthetic_text import SCENARIOS, make_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +50,8 @@ KNOWN_SPLITS = (
     "train-clean-100", "dev-clean", "test-clean",
     "train-clean-360", "train-other-500", "dev-other", "test-other",
 )
-DEFAULT_SPLITS = ("train-clean-100", "dev-clean", "test-clean")
+# One split per role (train, dev, test): the splits an int ``utts_per_speaker`` fills.
+MINIMAL_SPLITS = ("train-clean-100", "dev-clean", "test-clean")
 DEFAULT_NUM_SPEAKERS = 24
 # Every LibriSpeech split, so recipes written for the real corpus (960 h pre-training,
 # test-other evaluation) run on the synthetic one unchanged.
@@ -127,10 +123,10 @@ def make_speakers(num_speakers: int = DEFAULT_NUM_SPEAKERS,
     """The speakers of a corpus: voices fixed by index, prosody offsets seeded."""
     if num_speakers < 1:
         raise ValueError(f"num_speakers must be >= 1, got {num_speakers}")
-    genders = espeak_tts.available_variants()
+    genders = available_variants()
     missing = [v for v in VOICE_VARIANTS if v not in genders]
     if missing:
-        raise espeak_tts.EspeakError(f"espeak-ng-data lacks the voice variants {missing}")
+        raise EspeakError(f"espeak-ng-data lacks the voice variants {missing}")
     speakers = []
     for i in range(num_speakers):
         rng = random.Random(f"brq-synthetic/{seed}/speaker/{i}")
@@ -165,182 +161,6 @@ def prosody_params(speaker: Speaker, style: str, rng: Optional[random.Random] = 
         "volume": st.volume,
         "word_gap": st.word_gap,
     }
-
-
-# ----------------------------------------------------------------------------- texts
-# Templates end with "?" for questions (spoken with a question intonation; the
-# transcript has no punctuation). Slots in braces are filled from SLOTS.
-SCENARIOS: Dict[str, Tuple[str, ...]] = {
-    "alarm": (
-        "SET AN ALARM FOR {time} {day}", "WAKE ME UP AT {time} {day}",
-        "SET AN ALARM FOR {time}", "CANCEL MY {time} ALARM",
-        "REMOVE THE ALARM FOR {day}", "WHAT ALARMS DO I HAVE {day}?",
-        "SNOOZE THE ALARM FOR {minutes} MINUTES", "IS MY ALARM SET FOR {time}?",
-        "CHANGE MY ALARM TO {time}",
-    ),
-    "weather": (
-        "WHAT IS THE WEATHER LIKE IN {city} {day}?", "WILL IT RAIN {day}?",
-        "DO I NEED AN UMBRELLA {day}?", "HOW HOT WILL IT BE IN {city} {day}?",
-        "IS IT GOING TO SNOW IN {city}?", "TELL ME THE FORECAST FOR {city}",
-        "HOW COLD IS IT OUTSIDE RIGHT NOW?", "WILL IT BE SUNNY IN {city} {day}?",
-    ),
-    "music": (
-        "PLAY SOME {genre} MUSIC", "PLAY SOME {genre} IN THE {room}",
-        "PUT ON MY {playlist} PLAYLIST", "SKIP THIS SONG", "TURN THE MUSIC UP A LITTLE",
-        "WHO SINGS THIS SONG?", "SHUFFLE MY {playlist} PLAYLIST",
-        "PLAY THE LATEST ALBUM BY {artist}", "PLAY SOMETHING BY {artist}",
-    ),
-    "calendar": (
-        "ADD A MEETING WITH {person} {day} AT {time}", "WHAT IS ON MY CALENDAR {day}?",
-        "REMIND ME TO {task} {day}", "CANCEL MY {event} {day}",
-        "WHEN IS MY NEXT {event}?", "SCHEDULE A {event} WITH {person} {day}",
-        "DO I HAVE ANYTHING PLANNED {day}?", "MOVE MY {event} TO {time}",
-    ),
-    "iot": (
-        "TURN {onoff} THE LIGHTS IN THE {room}", "DIM THE LIGHTS IN THE {room}",
-        "MAKE THE LIGHTS {colour}", "SET THE THERMOSTAT TO {degrees} DEGREES",
-        "TURN {onoff} THE {device}", "SWITCH {onoff} THE {device} IN THE {room}",
-        "MAKE IT BRIGHTER IN THE {room}", "START THE ROBOT VACUUM IN THE {room}",
-        "IS THE {device} STILL ON?", "LOCK THE FRONT DOOR",
-    ),
-    "transport": (
-        "BOOK A TAXI TO {place} AT {time}", "WHEN IS THE NEXT TRAIN TO {city}?",
-        "HOW LONG DOES IT TAKE TO DRIVE TO {place}?",
-        "IS THERE MUCH TRAFFIC ON THE WAY TO {place}?", "GET ME A TRAIN TICKET TO {city} {day}",
-        "WHAT TIME DOES THE LAST BUS TO {place} LEAVE?", "ORDER A CAB TO {place}",
-        "FIND ME A FLIGHT TO {city} {day}",
-    ),
-    "cooking": (
-        "HOW DO I MAKE {dish}?", "GIVE ME A RECIPE FOR {dish}",
-        "HOW LONG SHOULD I BOIL {food}?", "WHAT CAN I COOK WITH {ingredient} AND {ingredient2}?",
-        "HOW MANY GRAMS OF {baking} ARE IN A CUP?", "FIND ME A QUICK {meal} RECIPE",
-        "WHAT TEMPERATURE SHOULD I BAKE {dish} AT?", "I NEED A RECIPE WITH {ingredient}",
-    ),
-    "email": (
-        "SEND AN EMAIL TO {person} ABOUT {topic}", "DO I HAVE ANY NEW EMAILS?",
-        "READ MY LATEST EMAIL FROM {person}", "REPLY TO {person} AND SAY {reply}",
-        "CHECK MY INBOX FOR MESSAGES FROM {person}", "DELETE ALL EMAILS FROM {sender}",
-        "FORWARD THE LAST EMAIL TO {person}", "WRITE AN EMAIL TO {person} SAYING {reply}",
-    ),
-}
-
-SLOTS: Dict[str, Tuple[str, ...]] = {
-    "time": (
-        "SEVEN AM", "SIX THIRTY IN THE MORNING", "HALF PAST EIGHT", "NINE FIFTEEN",
-        "TEN PM", "QUARTER TO SEVEN", "NOON", "FIVE FORTY FIVE", "ELEVEN O CLOCK",
-        "MIDNIGHT", "TWO IN THE AFTERNOON", "EIGHT TONIGHT", "FOUR THIRTY",
-    ),
-    "day": (
-        "TOMORROW", "ON MONDAY", "ON TUESDAY", "ON WEDNESDAY", "ON THURSDAY", "ON FRIDAY",
-        "ON SATURDAY", "ON SUNDAY", "THIS WEEKEND", "TONIGHT", "NEXT WEEK", "THIS EVENING",
-        "TODAY", "ON SUNDAY MORNING",
-    ),
-    "minutes": ("FIVE", "TEN", "FIFTEEN", "TWENTY", "THIRTY", "FORTY FIVE"),
-    "city": (
-        "LONDON", "PARIS", "BOSTON", "CHICAGO", "MADRID", "TOKYO", "BERLIN", "DUBLIN",
-        "SYDNEY", "TORONTO", "SEATTLE", "EDINBURGH", "ROME", "DENVER", "GLASGOW", "MIAMI",
-    ),
-    "genre": (
-        "JAZZ", "ROCK", "CLASSICAL", "POP", "COUNTRY", "BLUES", "REGGAE", "FOLK",
-        "HIP HOP", "ELECTRONIC", "SOUL", "OPERA",
-    ),
-    "playlist": (
-        "WORKOUT", "MORNING", "DINNER", "ROAD TRIP", "STUDY", "PARTY", "RELAXING", "SUMMER",
-    ),
-    "artist": (
-        "THE BEATLES", "ADELE", "QUEEN", "MADONNA", "COLDPLAY", "BOB DYLAN", "ELTON JOHN",
-        "THE ROLLING STONES", "NINA SIMONE", "BRUCE SPRINGSTEEN", "TAYLOR SWIFT",
-    ),
-    "room": (
-        "KITCHEN", "LIVING ROOM", "BEDROOM", "BATHROOM", "OFFICE", "GARAGE", "HALLWAY",
-        "DINING ROOM", "GARDEN", "BASEMENT",
-    ),
-    "person": (
-        "JOHN", "SARAH", "MY MANAGER", "EMMA", "DAVID", "MY SISTER", "THE TEAM", "PETER",
-        "LUCY", "MY MOTHER", "MY BROTHER", "JAMES", "ANNA", "MICHAEL",
-    ),
-    "task": (
-        "CALL THE BANK", "BUY MILK", "PAY THE RENT", "WATER THE PLANTS", "BOOK A TABLE",
-        "SEND THE REPORT", "PICK UP THE KIDS", "RENEW MY PASSPORT", "TAKE OUT THE BINS",
-        "FEED THE CAT",
-    ),
-    "event": (
-        "MEETING", "APPOINTMENT", "DENTIST APPOINTMENT", "LUNCH", "CONFERENCE CALL",
-        "DOCTOR APPOINTMENT", "BIRTHDAY PARTY", "INTERVIEW", "YOGA CLASS",
-    ),
-    "onoff": ("ON", "OFF"),
-    "colour": ("RED", "BLUE", "GREEN", "WARM WHITE", "PURPLE", "YELLOW", "ORANGE", "PINK"),
-    "degrees": (
-        "SIXTEEN", "SEVENTEEN", "EIGHTEEN", "NINETEEN", "TWENTY", "TWENTY ONE",
-        "TWENTY TWO", "TWENTY THREE", "SEVENTY", "SEVENTY TWO",
-    ),
-    "device": (
-        "HEATER", "FAN", "COFFEE MACHINE", "TELEVISION", "AIR CONDITIONER", "DISHWASHER",
-        "WASHING MACHINE", "KETTLE", "RADIO", "OVEN",
-    ),
-    "place": (
-        "THE AIRPORT", "THE STATION", "WORK", "THE OFFICE", "THE TOWN CENTRE",
-        "THE HOSPITAL", "THE MUSEUM", "THE STADIUM", "THE BEACH", "MY HOTEL",
-        "THE UNIVERSITY", "THE SHOPPING MALL",
-    ),
-    "dish": (
-        "PANCAKES", "LASAGNA", "CHICKEN CURRY", "TOMATO SOUP", "BANANA BREAD", "FRIED RICE",
-        "APPLE PIE", "VEGETABLE STEW", "CHOCOLATE CAKE", "FISH PIE", "POTATO SALAD",
-    ),
-    "food": ("AN EGG", "PASTA", "POTATOES", "RICE", "BROCCOLI", "CARROTS", "CORN", "PEAS"),
-    "ingredient": (
-        "CHICKEN", "MUSHROOMS", "SPINACH", "BEANS", "EGGS", "TOMATOES", "ONIONS", "CHEESE",
-        "LEMONS", "GARLIC",
-    ),
-    "baking": ("FLOUR", "SUGAR", "BUTTER", "RICE", "OATS", "COCOA"),
-    "meal": ("BREAKFAST", "LUNCH", "DINNER", "VEGETARIAN", "DESSERT", "SOUP"),
-    "topic": (
-        "THE MEETING", "THE PROJECT", "THE PARTY ON SATURDAY", "THE BUDGET", "DINNER PLANS",
-        "THE HOLIDAY", "THE REPORT", "THE NEW CONTRACT", "THE TRIP",
-    ),
-    "reply": (
-        "I WILL BE LATE", "SEE YOU TOMORROW", "THANKS FOR THE UPDATE", "SOUNDS GOOD TO ME",
-        "I CANNOT MAKE IT TODAY", "LET US TALK ON MONDAY",
-    ),
-    "sender": ("THE BANK", "THE NEWSLETTER", "MY LANDLORD", "THE SCHOOL", "THE GYM"),
-}
-SLOTS["ingredient2"] = SLOTS["ingredient"]
-
-PREFIXES = ("HEY", "OKAY", "EXCUSE ME")
-POLITE = "PLEASE"
-_SLOT_RE = re.compile(r"\{(\w+)\}")
-_WORDS_RE = re.compile(r"^[A-Z]+( [A-Z]+)*$")
-
-
-def make_sentence(scenario: str, rng: random.Random) -> Tuple[str, str]:
-    """One sentence of ``scenario``: (text to speak, transcript).
-
-    The transcript is upper case words separated by single spaces; the spoken
-    text is the same in lower case, ended by "." or "?".
-    """
-    if scenario not in SCENARIOS:
-        raise ValueError(f"Unknown scenario {scenario!r}; known: {sorted(SCENARIOS)}")
-    template = rng.choice(SCENARIOS[scenario])
-    question = template.endswith("?")
-    template = template.rstrip("?")
-    chosen: Dict[str, str] = {}
-
-    def fill(match):
-        slot = match.group(1)
-        options = [o for o in SLOTS[slot] if o not in chosen.values()]
-        chosen[slot] = rng.choice(options)
-        return chosen[slot]
-
-    words = _SLOT_RE.sub(fill, template)
-    draw = rng.random()
-    if draw < 0.12:
-        words = f"{rng.choice(PREFIXES)} {words}"
-    elif draw < 0.22 and not question:
-        words = f"{POLITE} {words}" if rng.random() < 0.5 else f"{words} {POLITE}"
-    words = " ".join(words.split())
-    if not _WORDS_RE.match(words):  # a bad template or slot filler
-        raise AssertionError(f"Not a clean transcript: {words!r}")
-    return words.lower() + ("?" if question else "."), words
 
 
 def _balanced(labels: Sequence[str], n: int, rng: random.Random) -> List[str]:
@@ -406,7 +226,7 @@ def _normalise_counts(utts_per_speaker) -> Dict[str, int]:
     if utts_per_speaker is None:
         utts_per_speaker = DEFAULT_UTTS_PER_SPEAKER
     if isinstance(utts_per_speaker, int):
-        utts_per_speaker = {s: utts_per_speaker for s in DEFAULT_SPLITS}
+        utts_per_speaker = {s: utts_per_speaker for s in MINIMAL_SPLITS}
     counts = {}
     for split in KNOWN_SPLITS:  # canonical order
         if split in utts_per_speaker:
@@ -423,90 +243,14 @@ def _normalise_counts(utts_per_speaker) -> Dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- audio
-@lru_cache(maxsize=4)
-def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
-    # torchaudio's windowed-sinc resampling (torchaudio.functional.resample) with
-    # the kernel computed once.
-    return torchaudio.transforms.Resample(orig, new)
-
-
-def _to_16k(raw: bytes, orig_rate: int, lead_silence: float, noise_seed: int,
-            noise_level: float) -> np.ndarray:
-    """int16 bytes at ``orig_rate`` -> int16 array at 16 kHz with lead silence + noise floor."""
-    x = torch.from_numpy(np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0)
-    with torch.no_grad():
-        y = _resampler(orig_rate, SAMPLE_RATE)(x.unsqueeze(0))[0].numpy()
-    y = np.concatenate([np.zeros(int(round(lead_silence * SAMPLE_RATE)), np.float32), y])
+def _finish_audio(wav: np.ndarray, lead_silence: float, noise_seed: int, noise_level: float) -> np.ndarray:
+    """float32 speech at 16 kHz -> int16 with ``lead_silence`` seconds before it and a
+    seeded white noise floor of std ``noise_level`` (full scale 1) over the whole file."""
+    y = np.concatenate([np.zeros(int(round(lead_silence * SAMPLE_RATE)), np.float32), wav])
     if noise_level > 0:
         noise = np.random.default_rng(noise_seed).standard_normal(len(y)).astype(np.float32)
         y = y + noise_level * noise
     return np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
-
-
-def synthesize_utterance(text: str, speaker: Speaker, style: str = "neutral", seed: int = 0,
-                         jitter_rng: Optional[random.Random] = None) -> np.ndarray:
-    """Speak ``text`` in this process; float32 mono at 16 kHz, no padding or noise.
-
-    Meant for inspection and tests: exact samples depend on what the process
-    synthesised before (eSpeak state), unlike corpus generation.
-    """
-    engine = espeak_tts.get_engine()
-    params = prosody_params(speaker, style, jitter_rng)
-    spoken = text if text[-1:] in ".?!" else text.lower() + "."
-    raw = engine.synthesize(spoken, seed=seed, **params)
-    return _to_16k(raw, engine.sample_rate, 0.0, 0, 0.0).astype(np.float32) / 32768.0
-
-
-def _iter_worker_audio(jobs: List[dict],
-                       info: Optional[dict] = None) -> Iterator[Tuple[int, bytes]]:
-    """Synthesise ``jobs`` in a fresh worker process; yields (sample_rate, int16 bytes).
-
-    ``info`` (if given) receives the worker's "sample_rate" and "espeak_version".
-    """
-    script = Path(espeak_tts.__file__).resolve()
-    cmd = [sys.executable]
-    if sys.version_info >= (3, 11):
-        cmd.append("-P")  # do not put the script's folder on sys.path
-    cmd.append(str(script))
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
-
-        def fail(msg):
-            proc.kill()
-            proc.wait()
-            err.seek(0)
-            detail = err.read().decode(errors="replace")[-4000:]
-            raise espeak_tts.EspeakError(f"{msg}; espeak worker stderr:\n{detail}")
-
-        try:
-            try:
-                proc.stdin.write(json.dumps(jobs).encode("utf-8"))
-                proc.stdin.close()
-            except BrokenPipeError:
-                fail("The espeak worker exited early")
-            header = proc.stdout.read(12)
-            if len(header) != 12 or header[:4] != espeak_tts.WORKER_MAGIC:
-                fail("The espeak worker sent no audio")
-            rate, version_len = struct.unpack("<II", header[4:])
-            version = proc.stdout.read(version_len).decode(errors="replace")
-            if info is not None:
-                info.update(sample_rate=rate, espeak_version=version)
-            for k in range(len(jobs)):
-                size_bytes = proc.stdout.read(4)
-                if len(size_bytes) != 4:
-                    fail(f"The espeak worker stopped after {k} of {len(jobs)} utterances")
-                size = struct.unpack("<I", size_bytes)[0]
-                data = proc.stdout.read(size)
-                if len(data) != size:
-                    fail(f"Truncated audio from the espeak worker (utterance {k})")
-                yield rate, data
-            if proc.wait() != 0:
-                fail(f"The espeak worker exited with code {proc.returncode}")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
 
 
 # ----------------------------------------------------------------------------- corpus
@@ -550,8 +294,9 @@ def make_synthetic_corpus(out_dir: Union[str, Path],
     out_dir: folder of the corpus (created).
     num_speakers: number of voices; every split has every speaker.
     utts_per_speaker: utterances per speaker for each split, e.g.
-        ``{"train-clean-100": 20, "dev-clean": 5, "test-clean": 5}`` (the default),
-        or one int for the three default splits.
+        ``{"train-clean-100": 2, "dev-clean": 2, "test-clean": 2}``, or one int for
+        the three ``MINIMAL_SPLITS``; default ``DEFAULT_UTTS_PER_SPEAKER`` (all seven
+        LibriSpeech splits).
     seed: seeds texts, labels, prosody, eSpeak's noise and the noise floor.
     overwrite: regenerate even when a finished corpus with these options exists,
         or replace a finished corpus made with other options (otherwise an error).
@@ -596,18 +341,19 @@ def make_synthetic_corpus(out_dir: Union[str, Path],
 
     jobs = [dict(text=u.text, seed=u.espeak_seed, **u.params) for u in plan]
     durations: Dict[str, float] = {}
-    worker_info: Dict[str, object] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny convolutions: threads only add overhead
     try:
-        for k, (rate, raw) in enumerate(_iter_worker_audio(jobs, worker_info)):
-            utt = plan[k]
-            audio = _to_16k(raw, rate, utt.lead_silence, utt.noise_seed, noise_level)
-            folder = out / utt.split / utt.speaker.spk_id / utt.chapter
-            folder.mkdir(parents=True, exist_ok=True)
-            sf.write(str(folder / f"{utt.ID}.flac"), audio, SAMPLE_RATE, format="FLAC",
-                     subtype="PCM_16")
-            durations[utt.ID] = len(audio) / SAMPLE_RATE
+        with EspeakWorker(jobs) as worker:
+            engine_version = worker.espeak_version
+            # the worker's audio first: its end (exit status checked) stops the loop
+            for wav, utt in zip(worker.audio(SAMPLE_RATE), plan):
+                audio = _finish_audio(wav, utt.lead_silence, utt.noise_seed, noise_level)
+                folder = out / utt.split / utt.speaker.spk_id / utt.chapter
+                folder.mkdir(parents=True, exist_ok=True)
+                sf.write(str(folder / f"{utt.ID}.flac"), audio, SAMPLE_RATE, format="FLAC",
+                         subtype="PCM_16")
+                durations[utt.ID] = len(audio) / SAMPLE_RATE
     finally:
         torch.set_num_threads(threads)
 
@@ -618,16 +364,12 @@ def make_synthetic_corpus(out_dir: Union[str, Path],
         lines = "".join(f"{u.ID} {u.wrd}\n" for u in sorted(utts, key=lambda u: u.ID))
         (out / split / spk / chapter / f"{spk}-{chapter}.trans.txt").write_text(lines)
 
-    with open(out / "labels.csv", "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(LABEL_COLUMNS)
-        for u in plan:
-            duration = f"{durations[u.ID]:.7f}".rstrip("0").rstrip(".")
-            writer.writerow([u.ID, u.split, u.speaker.spk_id, u.speaker.voice, u.speaker.gender,
-                             u.scenario, u.style, duration, u.wrd])
+    write_csv(out / "labels.csv", LABEL_COLUMNS, (
+        dict(ID=u.ID, split=u.split, spk_id=u.speaker.spk_id, voice=u.speaker.voice, gender=u.speaker.gender,
+             scenario=u.scenario, style=u.style, duration=fmt_duration(durations[u.ID]), wrd=u.wrd)
+        for u in plan))
 
     total = sum(durations.values())
-    engine_version = str(worker_info.get("espeak_version", "unknown"))
     (out / "README.txt").write_text(_readme(options, plan, total, engine_version))
     (out / COMPLETE_MARKER).write_text(json.dumps({
         "options": options,
@@ -653,10 +395,8 @@ def _readme(options: dict, plan: List[Utterance], total: float, version: str) ->
         f"{options['noise_level']} (full scale 1) is added.",
         "",
         "Options: " + json.dumps(options),
-        f"Regenerate: python scripts/make_tiny_corpus.py --out DIR --speakers "
-        f"{options['num_speakers']} "
-        + " ".join(f"--{k.split('-')[0]}-utts {v}" for k, v in options["utts_per_speaker"].items()
-                   if k in DEFAULT_SPLITS)
+        f"Regenerate: python scripts/make_synthetic_corpus.py --out DIR --speakers {options['num_speakers']} "
+        "--utts-per-speaker " + " ".join(f"{k}={v}" for k, v in options["utts_per_speaker"].items())
         + f" --seed {options['seed']} --noise-level {options['noise_level']}",
         f"Utterances: {len(plan)}; audio: {total / 60:.2f} min",
         "",
@@ -690,9 +430,14 @@ def _readme(options: dict, plan: List[Utterance], total: float, version: str) ->
 
 
 def load_labels(corpus_dir: Union[str, Path]) -> List[dict]:
-    """Rows of ``<corpus_dir>/labels.csv`` (duration as float)."""
-    with open(Path(corpus_dir) / "labels.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    """Rows of ``<corpus_dir>/labels.csv`` (duration as float); a clear error when absent."""
+    labels = Path(corpus_dir) / "labels.csv"
+    if not labels.is_file():
+        raise FileNotFoundError(
+            f"{labels} not found: {corpus_dir} is not a synthetic corpus (expected labels.csv and "
+            "<split>/<spk>/<chapter>/<ID>.flac, as written by make_synthetic_corpus)."
+        )
+    rows = read_csv(labels)
     for row in rows:
         row["duration"] = float(row["duration"])
     return rows

@@ -20,31 +20,28 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from ..csv_files import read_csv, write_csv
+from ..csv_files import write_csv
 from .iemocap import CSV_COLUMNS as EMOTION_COLUMNS
 from .iemocap import make_session_folds
+from .manifest import fmt_duration
+from .synthetic import load_labels
 from ..probes.verification import write_trial_list
 
 logger = logging.getLogger(__name__)
 
-LABELS = "labels.csv"
 ASR_COLUMNS = ("ID", "duration", "wav", "spk_id", "wrd")
 SV_COLUMNS = ("ID", "duration", "wav", "spk_id")
 IC_COLUMNS = ("ID", "duration", "wav", "scenario", "intent", "wrd")
 
 
 def load_corpus_rows(corpus_folder: Union[str, Path]) -> List[dict]:
-    """Rows of ``labels.csv`` with the absolute ``wav`` path added; clear error when absent."""
+    """Rows of ``labels.csv`` (``synthetic.load_labels``, duration as manifest text) with the
+    absolute ``wav`` path added; a clear error when the folder is not a synthetic corpus."""
     corpus_folder = Path(corpus_folder)
-    labels = corpus_folder / LABELS
-    if not labels.is_file():
-        raise FileNotFoundError(
-            f"{labels} not found: {corpus_folder} is not a synthetic corpus (expected labels.csv "
-            "and <split>/<spk>/<chapter>/<ID>.flac, as written by make_synthetic_corpus)."
-        )
-    rows = read_csv(labels)
+    rows = load_labels(corpus_folder)
     for row in rows:
         spk, chapter = row["ID"].split("-")[:2]
+        row["duration"] = fmt_duration(row["duration"])
         row["wav"] = str((corpus_folder / row["split"] / spk / chapter / f"{row['ID']}.flac").resolve())
     return rows
 

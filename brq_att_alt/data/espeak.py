@@ -1,4 +1,4 @@
-"""Small ctypes binding to libespeak-ng, used to synthesise a speech corpus.
+"""libespeak-ng through ctypes, and the worker process that synthesises a corpus.
 
 The library and its data come from the ``espeakng_loader`` wheel. eSpeak NG is
 driven in ``AUDIO_OUTPUT_SYNCHRONOUS`` (retrieval) mode: ``espeak_Synth`` blocks
@@ -10,22 +10,34 @@ process (:func:`get_engine`, initialised once and cached) and every call takes a
 lock. Part of that state survives between utterances (the pitch "flutter"
 phase, the waveform phase), so the exact samples of an utterance depend on what
 the process synthesised before it. :func:`espeak_ng_SetRandSeed` is called with
-a per-request seed for the breath noise, and corpus generation runs in a fresh
-worker process (this file run as a script, see :func:`_worker_main`), which
-makes a corpus bit-identical from one run to the next on the same machine.
+a per-request seed for the breath noise, and a corpus is synthesised in a fresh
+worker process, which makes it bit-identical from one run to the next on the
+same machine.
 
-This module must stay importable without the package (the worker runs it by
-path, without importing torch): standard library only, numpy imported lazily.
+The worker protocol has both ends here: :class:`EspeakWorker` (the parent's end)
+starts this file as a script, which runs :func:`_worker_main`. Wire format, on the
+worker's stdout (the C library's own prints go to stderr)::
+
+    b"ESPK"  uint32 sample rate  uint32 n  n bytes: eSpeak NG version (UTF-8)
+    then per job:  uint32 n  n bytes: int16 little-endian mono samples
+
+all integers little-endian. The jobs go to the worker's stdin as one JSON list.
+
+This file must stay importable without the package (the worker runs it by path,
+without importing torch): standard library only at module level; the parent's
+side imports numpy, torch and the resampler when it reads audio.
 """
 
 import ctypes
 import json
 import os
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 INITIALIZE_DONT_EXIT = 0x8000
@@ -42,27 +54,13 @@ RATE_MIN, RATE_MAX = 80, 450  # words per minute, as in speak_lib.h
 EE_OK = 0
 
 WORKER_MAGIC = b"ESPK"
+_HEADER = struct.Struct("<II")  # sample rate, length of the version string
+_FRAME = struct.Struct("<I")  # byte count of one utterance's samples
 
 # speak_lib.h: typedef int (t_espeak_callback)(short*, int, espeak_EVENT*);
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
-
-
-class EspeakVoice(ctypes.Structure):
-    """``espeak_VOICE`` from speak_lib.h (for espeak_SetVoiceByProperties)."""
-
-    _fields_ = [
-        ("name", ctypes.c_char_p),
-        ("languages", ctypes.c_char_p),
-        ("identifier", ctypes.c_char_p),
-        ("gender", ctypes.c_ubyte),  # 0 none, 1 male, 2 female
-        ("age", ctypes.c_ubyte),
-        ("variant", ctypes.c_ubyte),
-        ("xx1", ctypes.c_ubyte),
-        ("score", ctypes.c_int),
-        ("spare", ctypes.c_void_p),
-    ]
 
 
 class EspeakError(RuntimeError):
@@ -109,17 +107,6 @@ def available_variants() -> Dict[str, str]:
     return out
 
 
-def english_languages() -> List[str]:
-    """English voice names in espeak-ng-data (``lang/gmw/en*`` files), lower case.
-
-    These are the names ``espeak_SetVoiceByName`` accepts (``en``, ``en-us``,
-    ``en-gb-x-rp``...). The Shavian-alphabet voice is left out (it expects
-    Shavian script).
-    """
-    names = [p.name.lower() for p in (data_path() / "lang" / "gmw").glob("en*") if p.is_file()]
-    return sorted(n for n in names if n != "en-shaw")
-
-
 class EspeakEngine:
     """One initialised libespeak-ng (synchronous mode) with a synth callback.
 
@@ -164,8 +151,6 @@ class EspeakEngine:
         lib.espeak_SetSynthCallback.restype = None
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetVoiceByName.restype = ctypes.c_int
-        lib.espeak_SetVoiceByProperties.argtypes = [ctypes.POINTER(EspeakVoice)]
-        lib.espeak_SetVoiceByProperties.restype = ctypes.c_int
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_SetParameter.restype = ctypes.c_int
         lib.espeak_Synth.argtypes = [
@@ -199,14 +184,6 @@ class EspeakEngine:
         code = self._lib.espeak_SetVoiceByName(voice.encode())
         if code != EE_OK:
             raise ValueError(f"Unknown espeak voice {voice!r} (espeak error code {code})")
-
-    def set_voice_by_properties(self, language: str, gender: int = 0, age: int = 0,
-                                variant: int = 0):
-        """espeak_SetVoiceByProperties: best voice for a language/gender/age."""
-        spec = EspeakVoice(None, language.encode(), None, gender, age, variant, 0, 0, None)
-        code = self._lib.espeak_SetVoiceByProperties(ctypes.byref(spec))
-        if code != EE_OK:
-            raise ValueError(f"No espeak voice for language {language!r} (error code {code})")
 
     def synthesize(self, text: str, voice: str = "en", rate: int = 175, pitch: int = 50,
                    pitch_range: int = 50, volume: int = 100, word_gap: int = 0,
@@ -256,32 +233,109 @@ def get_engine() -> EspeakEngine:
     return _ENGINE
 
 
-def synthesize(text: str, voice: str = "en", **params):
-    """In-process synthesis -> numpy int16 array at ``get_engine().sample_rate``."""
-    import numpy as np
-
-    return np.frombuffer(get_engine().synthesize(text, voice, **params), dtype="<i2").copy()
-
-
 _JOB_KEYS = ("text", "voice", "rate", "pitch", "pitch_range", "volume", "word_gap", "seed")
 
 
-def _worker_main():
-    """Worker process: JSON list of jobs on stdin, framed int16 audio on stdout.
+class EspeakWorker:
+    """The parent's end of the protocol: a fresh worker process synthesising ``jobs``.
 
-    Output: b"ESPK", uint32 sample rate, uint32 length + eSpeak NG version (UTF-8),
-    then per job a uint32 byte count and the int16 samples.
-    Anything the C library prints is sent to stderr.
+    ``jobs``: dicts of :meth:`EspeakEngine.synthesize` arguments (text, voice, rate,
+    pitch, pitch_range, volume, word_gap, seed). Use it as a context manager (the
+    worker is killed on exit)::
+
+        with EspeakWorker(jobs) as worker:
+            worker.sample_rate, worker.espeak_version      # from the worker's header
+            for wav in worker.audio(16000): ...             # one float32 array per job, in order
+
+    Any failure of the worker raises :class:`EspeakError` with the end of its stderr.
     """
+
+    def __init__(self, jobs: List[dict]):
+        self.num_jobs = len(jobs)
+        cmd = [sys.executable]
+        if sys.version_info >= (3, 11):
+            cmd.append("-P")  # do not put this file's folder on sys.path
+        cmd.append(str(Path(__file__).resolve()))
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
+        try:
+            try:
+                self._proc.stdin.write(json.dumps(jobs).encode("utf-8"))
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                self._fail("The espeak worker exited early")
+            head = self._proc.stdout.read(len(WORKER_MAGIC) + _HEADER.size)
+            if len(head) != len(WORKER_MAGIC) + _HEADER.size or not head.startswith(WORKER_MAGIC):
+                self._fail("The espeak worker sent no audio")
+            self.sample_rate, version_len = _HEADER.unpack(head[len(WORKER_MAGIC):])
+            self.espeak_version = self._proc.stdout.read(version_len).decode(errors="replace")
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "EspeakWorker":
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _fail(self, msg: str):
+        self._proc.kill()
+        self._proc.wait()
+        self._stderr.seek(0)
+        detail = self._stderr.read().decode(errors="replace")[-4000:]
+        raise EspeakError(f"{msg}; espeak worker stderr:\n{detail}")
+
+    def samples(self) -> Iterator[bytes]:
+        """The int16 little-endian samples of each job, in order, at ``sample_rate``."""
+        for k in range(self.num_jobs):
+            size = self._proc.stdout.read(_FRAME.size)
+            if len(size) != _FRAME.size:
+                self._fail(f"The espeak worker stopped after {k} of {self.num_jobs} utterances")
+            (n,) = _FRAME.unpack(size)
+            data = self._proc.stdout.read(n)
+            if len(data) != n:
+                self._fail(f"Truncated audio from the espeak worker (utterance {k})")
+            yield data
+        if self._proc.wait() != 0:
+            self._fail(f"The espeak worker exited with code {self._proc.returncode}")
+
+    def audio(self, sample_rate: Optional[int] = None) -> Iterator:
+        """Each job's audio as float32 in [-1, 1), resampled to ``sample_rate`` (None: eSpeak's
+        rate) with the package's resampler (``brq_att_alt.data.audio.resampler``)."""
+        import numpy as np
+        import torch
+
+        from .audio import resampler
+
+        for raw in self.samples():
+            x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+            if sample_rate is None or sample_rate == self.sample_rate:
+                yield x
+                continue
+            with torch.no_grad():
+                yield resampler(self.sample_rate, sample_rate)(torch.from_numpy(x).unsqueeze(0))[0].numpy()
+
+    def close(self):
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc.stdout.close()
+        self._stderr.close()
+
+
+def _worker_main():
+    """The worker process: JSON list of jobs on stdin, framed int16 audio on stdout
+    (the wire format of the module docstring); the C library's prints go to stderr."""
     proto = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     jobs = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     engine = get_engine()
     version = engine.version.encode()
-    proto.write(WORKER_MAGIC + struct.pack("<II", engine.sample_rate, len(version)) + version)
+    proto.write(WORKER_MAGIC + _HEADER.pack(engine.sample_rate, len(version)) + version)
     for job in jobs:
         audio = engine.synthesize(**{k: job[k] for k in _JOB_KEYS if k in job})
-        proto.write(struct.pack("<I", len(audio)))
+        proto.write(_FRAME.pack(len(audio)))
         proto.write(audio)
     proto.flush()
     proto.close()
