@@ -282,6 +282,69 @@ def test_edit_ops_hand_worked(ref, hyp, sub, dele, ins):
     assert ops.errors == sub + dele + ins
 
 
+# Cases where the previous hand-written DP (substitutions preferred) split the errors
+# otherwise than SpeechBrain / Kaldi (the totals were the same): (ref, hyp, SpeechBrain's split)
+SPLIT_DISAGREEMENTS = [
+    ("A ON", "ON DOG", (0, 1, 1)),  # old: 2 substitutions
+    ("A THE ON", "ON DOG", (0, 2, 1)),  # old: (2, 1, 0)
+    ("A ON", "ON RAN SAT", (0, 1, 2)),  # old: (2, 0, 1)
+    ("A A ON A", "SAT ON THE A", (1, 1, 1)),  # old: 3 substitutions
+    ("CAT DOG CAT", "A MAT CAT DOG", (2, 0, 1)),  # old: (0, 1, 2)
+]
+
+
+@pytest.mark.parametrize("ref, hyp, split", SPLIT_DISAGREEMENTS)
+def test_edit_ops_split_is_speechbrains(ref, hyp, split):
+    from speechbrain.utils.edit_distance import count_ops, op_table, wer_details_for_batch
+
+    ops = edit_ops(ref, hyp)
+    assert (ops.substitutions, ops.deletions, ops.insertions) == split
+    theirs = count_ops(op_table(ref.split(), hyp.split()))
+    assert split == (theirs["substitutions"], theirs["deletions"], theirs["insertions"])
+    details = wer_details_for_batch(["u"], [ref.split()], [hyp.split()])[0]
+    assert ops.errors == details["num_edits"] and 100 * ops.wer == pytest.approx(details["WER"])
+
+
+def test_edit_ops_agree_with_speechbrain_on_random_sentences():
+    from speechbrain.utils.edit_distance import count_ops, op_table
+
+    rng = np.random.default_rng(0)
+    words = "THE CAT SAT ON A MAT".split()
+    for _ in range(300):
+        ref = list(rng.choice(words, size=rng.integers(0, 8)))
+        hyp = list(rng.choice(words, size=rng.integers(0, 8)))
+        ops, theirs = edit_ops(ref, hyp), count_ops(op_table(ref, hyp))
+        assert (ops.substitutions, ops.deletions, ops.insertions) == (
+            theirs["substitutions"], theirs["deletions"], theirs["insertions"])
+
+
+def test_wer_report_is_speechbrains_wer_txt_with_the_ci():
+    """The text is ErrorRateStats.write_stats' (SpeechBrain's wer.txt), plus the CI line."""
+    import io
+
+    from speechbrain.utils.metric_stats import ErrorRateStats
+
+    ids = [f"u{i}" for i in range(len(SPLIT_DISAGREEMENTS))]
+    refs = [r for r, _, _ in SPLIT_DISAGREEMENTS]
+    hyps = [h for _, h, _ in SPLIT_DISAGREEMENTS]
+    summary, text = wer_report(ids, refs, hyps, n_boot=200, seed=1)
+    stats = ErrorRateStats()
+    stats.append(ids, [h.split() for h in hyps], [r.split() for r in refs])
+    reference = io.StringIO()
+    stats.write_stats(reference)
+    lines = text.splitlines()
+    ci_line = lines.pop(3)
+    assert lines == reference.getvalue().splitlines()
+    assert ci_line == (f"95% CI of %WER [ {summary['ci_low']:.2f}, {summary['ci_high']:.2f} ] "
+                       "(percentile bootstrap, 200 resamplings of the 5 utterances)")
+    sub, dele, ins = (sum(split[k] for _, _, split in SPLIT_DISAGREEMENTS) for k in range(3))
+    assert (summary["substitutions"], summary["deletions"], summary["insertions"]) == (sub, dele, ins)
+    assert lines[0] == f"%WER {summary['wer']:.2f} [ {sub + dele + ins} / 14, {ins} ins, {dele} del, {sub} sub ]"
+    # a repeated utterance id keeps both utterances
+    summary, text = wer_report(["a", "a"], ["X Y", "Z"], ["X Y", "W"], n_boot=50)
+    assert summary["utterances"] == 2 and summary["errors"] == 1 and "a (2), %WER 100.00" in text
+
+
 def test_corpus_wer_is_a_ratio_of_sums():
     wer, ops = corpus_wer(["A B C D", "E"], ["A B C D", ""])
     assert wer == pytest.approx(1 / 5)  # the mean of utterance WERs would be 0.5
