@@ -67,13 +67,14 @@ def check_audio_file(path) -> Tuple[Optional[float], Optional[str]]:
 
 
 def map_files(fn: Callable[[T], R], items: Iterable[T], desc: str, num_workers: Optional[int] = None,
-              progress: bool = True, chunk_size: int = 64) -> List[R]:
+              progress: bool = True, chunk_size: int = 256) -> List[R]:
     """``[fn(item) for item in items]`` in order, in ``num_workers`` processes with a progress bar.
 
     SpeechBrain's ``parallel_map`` (a process pool fed in chunks of ``chunk_size``);
     ``num_workers`` None = the CPUs this process may use (SpeechBrain's count: respects
     ``SB_NUM_PROC`` and SLURM / affinity limits). One worker, or fewer than
-    ``PARALLEL_MIN_FILES`` items: in this process. ``fn`` must be picklable (module level).
+    ``PARALLEL_MIN_FILES`` items: in this process. ``fn`` must be picklable (module level);
+    items are best plain strings (a ``Path`` costs more to send to a worker).
     """
     from speechbrain.utils.parallel import get_available_cpu_count, parallel_map
 

@@ -109,7 +109,7 @@ def prepare_voxceleb1(data_folder: Union[str, Path], save_folder: Union[str, Pat
         raise ValueError(f"Every speaker under {roots} is in the trial list: no training speaker left.")
 
     checked = sorted({r for rels in by_speaker.values() for r in rels} | set(needed))
-    results = map_files(check_audio_file, [files[r] for r in checked], desc="VoxCeleb1: checking audio",
+    results = map_files(check_audio_file, [str(files[r]) for r in checked], desc="VoxCeleb1: checking audio",
                         num_workers=num_workers, progress=progress)
     duration, problems = {}, {}
     for rel, (seconds, problem) in zip(checked, results):
