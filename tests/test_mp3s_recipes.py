@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from brq_att_alt.ctc_decoding import missing_lm_modules
 from mp3s_fixtures import MP3S, REPO_ROOT, mp3s_recipes, tiny_pretrained  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,8 @@ TINY_OVERRIDES = {
                               "--ecapa_attention_channels=8", "--ecapa_se_channels=8", "--emb_dim=8"],
 }
 EXPECTED_METRICS = {
-    ("LibriSpeech_ASR", "BiLSTM"): {"WER test-clean", "WER test-clean +LM"},
+    # +LM needs kenlm and pygtrie (the lm extra); without them the recipe reports greedy WER only
+    ("LibriSpeech_ASR", "BiLSTM"): {"WER test-clean"} | (set() if missing_lm_modules() else {"WER test-clean +LM"}),
     ("LibriSpeech_ASR", "ContextNet"): {"WER test-clean"},
     ("CommonVoice_ASR", "linear"): {"WER test"},
     ("CommonVoice_ASR", "BiLSTM"): {"WER test"},

@@ -44,7 +44,7 @@ def test_no_code_reads_outside_the_repository():
                 for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
                     if pattern.search(line) and path.name != "test_samples.py":
                         offenders.append(f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()}")
-    for name in ("README.md", "train.py", "setup.py"):
+    for name in ("README.md", "train.py", "pyproject.toml"):
         text = (REPO_ROOT / name).read_text()
         offenders += [f"{name}: {m.group(0)}" for m in pattern.finditer(text)]
     assert not offenders, "\n".join(offenders)
