@@ -10,8 +10,9 @@ temporary folder, then times:
   serial    the same with one process (with --serial), for the speed-up
   re-run    the same call again on the prepared folder (options unchanged: no walk)
 
-The files were just written, so they are in the page cache: a first preparation on a
-cold disk or a network file system is slower, bounded by the storage. The folder is
+The files were just written (then synced to disk before timing), so they are in the page
+cache: a first preparation on a cold disk or a network file system is slower, bounded by
+the storage. The folder is
 deleted at the end (--keep to keep it).
 
     python scripts/benchmark_data_prep.py [--files 50000] [--workers N] [--serial]
@@ -92,7 +93,9 @@ def main():
     root = Path(tempfile.mkdtemp(prefix="brq_prep_bench_", dir=args.dir))
     try:
         seconds, size = timed(lambda: make_tree(root / "LibriSpeech", args.files))
-        print(f"generated {args.files} files ({size / 2**20:.0f} MiB) in {seconds:.1f} s under {root}")
+        sync, _ = timed(os.sync)  # the files' write-back must not run during the timed preparations
+        print(f"generated {args.files} files ({size / 2**20:.0f} MiB) in {seconds:.1f} s under {root} "
+              f"(+{sync:.1f} s to sync them to disk)")
 
         def prepare(save, n_workers):
             return prepare_librispeech(root / "LibriSpeech", root / save, splits=[SPLIT], num_workers=n_workers)
