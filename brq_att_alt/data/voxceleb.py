@@ -88,6 +88,7 @@ def prepare_voxceleb1(data_folder: Union[str, Path], save_folder: Union[str, Pat
 
     files: Dict[str, Path] = {}
     for root in roots:
+        root = root.resolve()  # absolute paths without resolving each of 153k files
         for wav in sorted(root.glob("id*/*/*.wav")):
             files.setdefault(wav.relative_to(root).as_posix(), wav)
     if not files:
@@ -120,7 +121,7 @@ def prepare_voxceleb1(data_folder: Union[str, Path], save_folder: Union[str, Pat
             problems[rel] = problem
 
     def row(rel):
-        return {"ID": rel, "duration": fmt_duration(duration[rel]), "wav": str(files[rel].resolve()),
+        return {"ID": rel, "duration": fmt_duration(duration[rel]), "wav": str(files[rel]),
                 "spk_id": rel.split("/")[0]}
 
     train, valid = [], []
