@@ -156,7 +156,8 @@ def main(argv=None, brain_class=BestRQBrain):
 
     model = hparams["model"]
     logger.info(
-        "BEST-RQ model, mixer %s: %.2fM trainable parameters", hparams["attention_type"], count_parameters(model) / 1e6
+        "BEST-RQ model: mixer %s, d_model %d, %.2fM trainable parameters",
+        hparams["attention_type"], model.config["d_model"], count_parameters(model) / 1e6,
     )
     train_data, valid_data, train_sampler = dataio_prepare(hparams)
 

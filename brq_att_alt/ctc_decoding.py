@@ -3,12 +3,16 @@
 ``greedy_decode(log_probs, lengths)`` needs nothing but torch. ``BeamSearchDecoder``
 wraps SpeechBrain's ``CTCBeamSearcher`` (prefix beam search with shallow fusion of a
 kenlm word n-gram, ARPA or binary): ``score = log p_ctc + alpha * log p_lm + beta * words``.
-The LM needs the ``lm`` extra (``pip install brq_att_alt[lm]``: kenlm, pygtrie).
+The LM needs the ``lm`` extra (``pip install -e ".[lm]"``: kenlm, pygtrie).
+``lm_decoder_or_none`` is what recipes call: without those packages it logs one line
+saying so and returns None, and the recipe reports its greedy results only.
 """
 
+import functools
+import importlib
 import logging
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 
@@ -16,7 +20,8 @@ from .text import CharTokenizer
 
 logger = logging.getLogger(__name__)
 
-LM_EXTRA_HINT = "pip install brq_att_alt[lm]  (kenlm + pygtrie)"
+LM_EXTRA_HINT = 'pip install -e ".[lm]" from the repository (kenlm + pygtrie)'
+LM_MODULES = ("kenlm", "pygtrie")  # pygtrie: imported by SpeechBrain's kenlm scorer
 
 
 def absolute_lengths(lengths: Optional[torch.Tensor], batch: int, max_len: int) -> List[int]:
@@ -52,15 +57,46 @@ def greedy_decode(log_probs: torch.Tensor, lengths: Optional[torch.Tensor] = Non
     return [tokenizer.ctc_collapse(best[b, :n]) for b, n in enumerate(lens)]
 
 
+def missing_lm_modules() -> Tuple[str, ...]:
+    """The Python modules that n-gram LM decoding needs (kenlm, pygtrie) and that cannot be imported."""
+    missing = []
+    for name in LM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return tuple(missing)
+
+
 def _check_lm_deps():
-    try:
-        import kenlm  # noqa: F401
-    except ImportError as err:
-        raise ImportError(f"LM decoding needs the kenlm python module: {LM_EXTRA_HINT}") from err
-    try:
-        import pygtrie  # noqa: F401  (SpeechBrain's kenlm scorer imports it)
-    except ImportError as err:
-        raise ImportError(f"LM decoding needs pygtrie (SpeechBrain's kenlm scorer): {LM_EXTRA_HINT}") from err
+    missing = missing_lm_modules()
+    if missing:
+        raise ImportError(f"LM decoding needs the python module(s) {', '.join(missing)}: {LM_EXTRA_HINT}")
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_lm_skipped(missing: Tuple[str, ...]) -> None:
+    """One line per process (the cache), however many test sets ask for an LM decoder."""
+    logger.warning("n-gram LM decoding skipped: %s not installed (greedy results only); for LM decoding: %s",
+                   " and ".join(missing), LM_EXTRA_HINT)
+
+
+def lm_decoder_or_none(tokenizer: Optional[CharTokenizer], lm_path: Optional[Union[str, Path]],
+                       **kwargs) -> Optional["BeamSearchDecoder"]:
+    """A ``BeamSearchDecoder`` with the n-gram LM ``lm_path``, or None when there is no LM.
+
+    None when ``lm_path`` is empty, or when kenlm / pygtrie cannot be imported: then one
+    warning (per process) names what is missing and how to install it, and the caller
+    reports greedy results only. A missing LM *file* is still an error (FileNotFoundError).
+    ``kwargs``: ``alpha``, ``beta``, ``beam_size`` ... as in ``BeamSearchDecoder``.
+    """
+    if lm_path in (None, ""):
+        return None
+    missing = missing_lm_modules()
+    if missing:
+        _warn_lm_skipped(missing)
+        return None
+    return BeamSearchDecoder(tokenizer, lm_path=lm_path, **kwargs)
 
 
 class BeamSearchDecoder:
@@ -122,4 +158,4 @@ class BeamSearchDecoder:
         return out
 
 
-__all__ = ["BeamSearchDecoder", "absolute_lengths", "greedy_decode"]
+__all__ = ["BeamSearchDecoder", "absolute_lengths", "greedy_decode", "lm_decoder_or_none", "missing_lm_modules"]

@@ -1,6 +1,7 @@
 """Command line + HyperPyYAML loading shared by every recipe, with clear errors."""
 
 import dataclasses
+import re
 import sys
 from typing import List, Optional, Tuple
 
@@ -12,7 +13,8 @@ def load_hparams(argv: Optional[List[str]] = None) -> Tuple[str, dict, str, dict
     """``sb.parse_arguments`` + ``load_hyperpyyaml``: (hparams_file, run_opts, overrides, hparams).
 
     An override naming no key of the YAML file stops with a message that says so,
-    instead of HyperPyYAML's KeyError listing every key.
+    instead of HyperPyYAML's KeyError listing every key; so does a key the YAML marks
+    ``!PLACEHOLDER`` (no default, e.g. ``data_folder``) that the command line leaves out.
     """
     argv = sys.argv[1:] if argv is None else argv
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
@@ -29,5 +31,14 @@ def load_hparams(argv: Optional[List[str]] = None) -> Tuple[str, dict, str, dict
             raise SystemExit(
                 f"{hparams_file}: {message.split(' in:')[0]}. Every --key=value must name a key "
                 "of the YAML file (check the spelling), or be a SpeechBrain run option."
+            ) from err
+        except ValueError as err:  # hyperpyyaml: "'x' is a !PLACEHOLDER and must be replaced."
+            match = re.match(r"'(.+)' is a !PLACEHOLDER", str(err))
+            if match is None:
+                raise
+            key = match.group(1)
+            raise SystemExit(
+                f"{hparams_file}: {key} has no default value and must be given on the command "
+                f"line: --{key}=VALUE (see the comment above {key} in the YAML file)."
             ) from err
     return hparams_file, run_opts, overrides, hparams

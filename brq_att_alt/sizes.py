@@ -5,6 +5,10 @@ The papers compare mixers at equal parameter count by changing d_model only
 (24 layers), counting the BEST-RQ encoder stack = conv front end + Conformer +
 prediction head Linear(d_model, 8192). ``python -m brq_att_alt.sizes`` prints the
 table; a test checks every entry stays within 3% of its target.
+
+The pre-training YAMLs read their width from here (``d_model: !apply:brq_att_alt.sizes.
+matched_d_model [!ref <attention_type>, !ref <size_name>]``), so ``--attention_type=X``
+builds X at its own matched width; an explicit ``--d_model`` replaces that line.
 """
 
 from typing import Dict
@@ -42,15 +46,22 @@ MIXER_KWARGS: Dict[str, Dict[str, dict]] = {
 }
 
 
+def matched_d_model(mixer: str, size: str = "base") -> int:
+    """The d_model of ``mixer`` that matches the parameter budget of ``size`` ("base", "large")."""
+    if size not in SIZES:
+        raise ValueError(f"Unknown size {size!r}; valid sizes: {', '.join(SIZES)} "
+                         "(size_name in the YAML; or give the width with --d_model)")
+    if mixer not in D_MODEL:
+        raise ValueError(f"No size table for mixer {mixer!r}; valid names: {', '.join(D_MODEL)} "
+                         "(attention_type in the YAML or --attention_type=NAME)")
+    return D_MODEL[mixer][size]
+
+
 def model_config(mixer: str, size: str = "base") -> dict:
     """Constructor arguments of BestRQModel for a mixer at a named size."""
-    if size not in SIZES:
-        raise ValueError(f"Unknown size {size!r}; valid sizes: {', '.join(SIZES)}")
-    if mixer not in D_MODEL:
-        raise ValueError(f"No size table for mixer {mixer!r}; valid names: {', '.join(D_MODEL)}")
     return dict(
         mixer=mixer,
-        d_model=D_MODEL[mixer][size],
+        d_model=matched_d_model(mixer, size),
         mixer_kwargs=dict(MIXER_KWARGS.get(mixer, {}).get(size, {})),
         **SIZES[size],
     )

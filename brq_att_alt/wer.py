@@ -1,14 +1,23 @@
 """Word error rate: per-utterance edit operations, corpus WER, bootstrap confidence interval.
 
+Alignments and the substitution / deletion / insertion split are SpeechBrain's
+(``speechbrain.utils.edit_distance``: ``op_table`` + ``count_ops``, which follow Kaldi's
+``compute-wer``), and ``wer_report`` writes SpeechBrain's ``wer.txt`` layout
+(``speechbrain.dataio.wer.print_wer_summary`` and ``print_alignments``) with the
+bootstrap interval added after the summary lines.
+
 Corpus WER is the ratio of sums, ``sum(errors) / sum(reference words)`` (not a mean of
 per-utterance rates). ``wer_bootstrap_ci`` resamples whole utterances with replacement
 and recomputes that ratio (percentile interval, Bisani & Ney 2004).
 """
 
+import io
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from speechbrain.dataio.wer import print_alignments, print_wer_summary
+from speechbrain.utils.edit_distance import count_ops, op_table, wer_details_by_utterance, wer_summary
 
 Words = Union[str, Sequence[str]]
 
@@ -39,31 +48,13 @@ class EditOps:
 
 
 def edit_ops(ref: Words, hyp: Words) -> EditOps:
-    """Levenshtein alignment of word lists (strings are split on whitespace).
-
-    Among alignments with the fewest errors, prefers substitutions over a deletion
-    + insertion pair (ties broken as in sclite/SpeechBrain).
-    """
+    """Edit operations of the word lists (strings are split on whitespace), as SpeechBrain
+    counts them: the fewest errors, and among equally short alignments the one SpeechBrain's
+    backtrace picks (``op_table`` + ``count_ops``), so the split matches its ``wer.txt``."""
     r, h = _words(ref), _words(hyp)
-    n, m = len(r), len(h)
-    # cost, subs, dels, ins for the best alignment of r[:i] and h[:j]
-    prev = [(j, 0, 0, j) for j in range(m + 1)]
-    for i in range(1, n + 1):
-        cur = [(i, 0, i, 0)]
-        for j in range(1, m + 1):
-            c, s, d, ins = prev[j - 1]
-            same = r[i - 1] == h[j - 1]
-            best = (c + (0 if same else 1), s + (0 if same else 1), d, ins)
-            c, s, d, ins = prev[j]  # delete r[i-1]
-            if c + 1 < best[0]:
-                best = (c + 1, s, d + 1, ins)
-            c, s, d, ins = cur[j - 1]  # insert h[j-1]
-            if c + 1 < best[0]:
-                best = (c + 1, s, d, ins + 1)
-            cur.append(best)
-        prev = cur
-    _, s, d, ins = prev[m]
-    return EditOps(substitutions=s, deletions=d, insertions=ins, ref_words=n)
+    ops = count_ops(op_table(r, h))
+    return EditOps(substitutions=ops["substitutions"], deletions=ops["deletions"],
+                   insertions=ops["insertions"], ref_words=len(r))
 
 
 def corpus_wer(refs: Sequence[Words], hyps: Sequence[Words]) -> Tuple[float, List[EditOps]]:
@@ -115,10 +106,31 @@ def wer_bootstrap_ci(errors: Sequence[float], ref_words: Sequence[float], confid
     return point, float(low), float(high)
 
 
+def _unique_keys(ids: Sequence[str]) -> List[str]:
+    """Utterance ids as keys; a repeated id gets " (2)", " (3)" ... so no utterance is lost."""
+    seen: Dict[str, int] = {}
+    keys = []
+    for uid in map(str, ids):
+        seen[uid] = seen.get(uid, 0) + 1
+        keys.append(uid if seen[uid] == 1 else f"{uid} ({seen[uid]})")
+    return keys
+
+
 def wer_report(ids: Sequence[str], refs: Sequence[Words], hyps: Sequence[Words], confidence: float = 0.95,
                n_boot: int = 1000, seed: int = 0) -> Tuple[dict, str]:
-    """Summary dict and a text report (header, then one block per utterance)."""
-    wer, ops = corpus_wer(refs, hyps)
+    """Summary dict and the text of SpeechBrain's ``wer.txt`` (summary, then the alignment of
+    every utterance), with the bootstrap confidence interval after the summary lines."""
+    if not len(ids) == len(refs) == len(hyps):
+        raise ValueError(f"{len(ids)} ids, {len(refs)} references and {len(hyps)} hypotheses")
+    keys = _unique_keys(ids)
+    ref_words = dict(zip(keys, map(_words, refs)))
+    details = wer_details_by_utterance(ref_words, dict(zip(keys, map(_words, hyps))), compute_alignments=True)
+    ops = [EditOps(substitutions=d["substitutions"], deletions=d["deletions"], insertions=d["insertions"],
+                   ref_words=len(ref_words[d["key"]])) for d in details]
+    total_words = sum(o.ref_words for o in ops)
+    if total_words == 0:
+        raise ValueError("The references hold no word: WER is undefined")
+    wer = sum(o.errors for o in ops) / total_words
     _, low, high = wer_bootstrap_ci([o.errors for o in ops], [o.ref_words for o in ops], confidence, n_boot, seed)
     summary = {
         "wer": 100 * wer,
@@ -127,28 +139,18 @@ def wer_report(ids: Sequence[str], refs: Sequence[Words], hyps: Sequence[Words],
         "confidence": confidence,
         "n_boot": n_boot,
         "utterances": len(ops),
-        "ref_words": sum(o.ref_words for o in ops),
+        "ref_words": total_words,
         "errors": sum(o.errors for o in ops),
         "substitutions": sum(o.substitutions for o in ops),
         "deletions": sum(o.deletions for o in ops),
         "insertions": sum(o.insertions for o in ops),
     }
-    lines = [
-        f"%WER {summary['wer']:.2f} [ {summary['errors']} / {summary['ref_words']}, "
-        f"{summary['insertions']} ins, {summary['deletions']} del, {summary['substitutions']} sub ]",
-        f"{int(round(100 * confidence))}% bootstrap CI ({n_boot} resamplings of {len(ops)} utterances): "
-        f"[{summary['ci_low']:.2f}, {summary['ci_high']:.2f}]",
-        "=" * 80,
-    ]
-    for uid, r, h, o in zip(ids, refs, hyps, ops):
-        lines += [
-            f"{uid}, %WER {100 * o.wer:.2f} [ {o.errors} / {o.ref_words}, {o.insertions} ins, "
-            f"{o.deletions} del, {o.substitutions} sub ]",
-            f"REF: {' '.join(_words(r))}",
-            f"HYP: {' '.join(_words(h))}",
-            "-" * 80,
-        ]
-    return summary, "\n".join(lines) + "\n"
+    text = io.StringIO()
+    print_wer_summary(wer_summary(details), file=text)
+    text.write(f"{int(round(100 * confidence))}% CI of %WER [ {summary['ci_low']:.2f}, {summary['ci_high']:.2f} ] "
+               f"(percentile bootstrap, {n_boot} resamplings of the {len(ops)} utterances)\n")
+    print_alignments(details, file=text)
+    return summary, text.getvalue()
 
 
 __all__ = ["EditOps", "corpus_wer", "edit_ops", "wer_bootstrap_ci", "wer_report"]

@@ -20,7 +20,7 @@ from brq_att_alt.mixers import MIXERS
 from brq_att_alt.model import BestRQModel, count_parameters
 from brq_att_alt.sizes import TARGET_PARAMS, model_config
 
-DEFAULT_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "real_speech"
+DEFAULT_AUDIO = Path(__file__).resolve().parents[1] / "tests" / "samples" / "real_speech"
 
 
 def load_batch(audio_dir: Path):

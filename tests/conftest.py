@@ -6,10 +6,11 @@ Data fixtures (session-scoped, made once per test session):
   speakers, 2 utterances per speaker in train-clean-100, dev-clean and
   test-clean, seed 1234): ``<root>/<split>/<spk>/<chapter>/*.flac`` + trans.txt,
   ``<root>/labels.csv`` (ID,split,spk_id,voice,gender,scenario,style,duration,wrd).
-- ``real_librispeech``: the 12 real recordings of ../shared/testdata/real_speech
+- ``real_librispeech``: the 12 real recordings of tests/samples/real_speech
   laid out as ``<tmp>/LibriSpeech/dev-clean/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac``
   (speakers 1001 and 1002, chapters 2001 and 2002); the two files without a
-  transcript (utterance 0006) have no trans.txt line. Skips if the data is absent.
+  transcript (utterance 0006) have no trans.txt line. The recordings ship with the
+  repository: if they are missing, the fixture fails (never skips).
 """
 
 import csv
@@ -19,10 +20,7 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_SPEECH_CANDIDATES = (
-    REPO_ROOT.parent / "shared" / "testdata" / "real_speech",
-    REPO_ROOT / "shared" / "testdata" / "real_speech",
-)
+REAL_SPEECH = REPO_ROOT / "tests" / "samples" / "real_speech"
 
 TINY_CORPUS_OPTIONS = {
     "num_speakers": 4,
@@ -41,11 +39,12 @@ def tiny_corpus(tmp_path_factory) -> Path:
                                  **TINY_CORPUS_OPTIONS)
 
 
-def _real_speech_dir():
-    for candidate in REAL_SPEECH_CANDIDATES:
-        if (candidate / "transcripts.csv").is_file() and any(candidate.glob("*.wav")):
-            return candidate
-    return None
+def real_speech_dir() -> Path:
+    """The in-repository real recordings; fails the test if they are missing."""
+    if not (REAL_SPEECH / "transcripts.csv").is_file() or len(list(REAL_SPEECH.glob("*.wav"))) != 12:
+        pytest.fail(f"the 12 real recordings and transcripts.csv must be in {REAL_SPEECH} "
+                    "(they ship with the repository; restore them with git checkout)")
+    return REAL_SPEECH
 
 
 @pytest.fixture(scope="session")
@@ -53,9 +52,7 @@ def real_librispeech(tmp_path_factory) -> Path:
     """``<tmp>/LibriSpeech`` holding dev-clean made of the real test recordings."""
     import soundfile as sf
 
-    source = _real_speech_dir()
-    if source is None:
-        pytest.skip(f"real speech test data not found in {REAL_SPEECH_CANDIDATES[0]}")
+    source = real_speech_dir()
     with open(source / "transcripts.csv", newline="") as fh:
         texts = {row["ID"]: row["wrd"] for row in csv.DictReader(fh)}
     root = tmp_path_factory.mktemp("real_librispeech") / "LibriSpeech"

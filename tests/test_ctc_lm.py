@@ -1,13 +1,17 @@
 """Character tokenizer, CTC greedy / LM beam-search decoding, ARPA n-gram builder, WER + bootstrap CI."""
 
+import json
+import logging
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from brq_att_alt.ctc_decoding import BeamSearchDecoder, greedy_decode
+from brq_att_alt import ctc_decoding
+from brq_att_alt.ctc_decoding import BeamSearchDecoder, greedy_decode, lm_decoder_or_none, missing_lm_modules
 from brq_att_alt.ngram import build_arpa, kneser_ney, main as ngram_main
 from brq_att_alt.text import CharTokenizer
 from brq_att_alt.wer import corpus_wer, edit_ops, wer_bootstrap_ci, wer_report
@@ -174,8 +178,87 @@ def test_beam_search_missing_lm_and_missing_kenlm(tmp_path, monkeypatch):
         BeamSearchDecoder(CharTokenizer(), lm_path=tmp_path / "nope.arpa")
     lm = build_arpa(TOY_TEXTS, tmp_path / "toy.arpa", order=2)
     monkeypatch.setitem(sys.modules, "kenlm", None)  # import kenlm -> ImportError
-    with pytest.raises(ImportError, match=r"pip install brq_att_alt\[lm\]"):
+    with pytest.raises(ImportError, match=r'kenlm: pip install -e "\.\[lm\]"'):
         BeamSearchDecoder(CharTokenizer(), lm_path=lm)
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def decoding_log():
+    """Messages logged by brq_att_alt.ctc_decoding (SpeechBrain's logging set-up can displace caplog)."""
+    records = _Records()
+    ctc_decoding.logger.addHandler(records)
+    ctc_decoding._warn_lm_skipped.cache_clear()
+    yield records.messages
+    ctc_decoding.logger.removeHandler(records)
+    ctc_decoding._warn_lm_skipped.cache_clear()
+
+
+@pytest.mark.parametrize("module", ["kenlm", "pygtrie"])
+def test_lm_decoder_or_none_skips_lm_with_one_line(module, tmp_path, monkeypatch, decoding_log):
+    lm = build_arpa(TOY_TEXTS, tmp_path / "toy.arpa", order=2)
+    monkeypatch.setitem(sys.modules, module, None)  # simulate a missing package: import -> ImportError
+    assert missing_lm_modules() == (module,)
+    tok = CharTokenizer()
+    for _ in range(3):  # e.g. one decoder per test set: still one line
+        assert lm_decoder_or_none(tok, lm, alpha=0.5, beta=1.0, beam_size=4) is None
+    assert len(decoding_log) == 1
+    assert module in decoding_log[0] and 'pip install -e ".[lm]"' in decoding_log[0]
+    assert "greedy" in decoding_log[0]
+    # no LM asked for: None, silently; a missing LM file is still an error
+    assert lm_decoder_or_none(tok, None) is None and lm_decoder_or_none(tok, "") is None
+    assert len(decoding_log) == 1
+
+
+def test_lm_decoder_or_none_builds_the_decoder(tmp_path, kenlm, decoding_log):
+    pytest.importorskip("pygtrie", reason="SpeechBrain's kenlm scorer needs pygtrie")
+    lm = build_arpa(TOY_TEXTS, tmp_path / "toy.arpa", order=3)
+    decoder = lm_decoder_or_none(CharTokenizer(), lm, alpha=0.5, beta=1.0, beam_size=16)
+    assert isinstance(decoder, BeamSearchDecoder) and decoder.lm_path == str(lm)
+    assert decoder(_tied_cat_logp(CharTokenizer())) == ["THE CAT SAT"]
+    assert decoding_log == []
+    with pytest.raises(FileNotFoundError, match="nope.arpa"):
+        lm_decoder_or_none(CharTokenizer(), tmp_path / "nope.arpa")
+
+
+def test_finetune_recipe_writes_greedy_results_without_kenlm(tmp_path, monkeypatch, decoding_log):
+    """The fine-tuning recipe's test stage: LM asked for, kenlm missing -> greedy results, no crash."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    import speechbrain as sb
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("finetune_ctc_lm", root / "recipes" / "finetune_ctc" / "train.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    monkeypatch.setitem(sys.modules, "kenlm", None)
+    logged = []
+    hparams = SimpleNamespace(
+        tokenizer=CharTokenizer(), lm_path=str(build_arpa(TOY_TEXTS, tmp_path / "toy.arpa", order=2)),
+        lm_alpha=0.5, lm_beta=1.0, beam_size=4, output_folder=str(tmp_path), confidence=0.95,
+        bootstrap_samples=50, seed=0, epoch_counter=SimpleNamespace(current=1),
+        train_logger=SimpleNamespace(log_stats=lambda **kw: logged.append(kw)),
+    )
+    brain = SimpleNamespace(hparams=hparams, test_split="test-clean")
+    for name in ("on_stage_start", "write_test_results", "_report"):
+        setattr(brain, name, getattr(recipe.CTCFineTuneBrain, name).__get__(brain))
+    brain.on_stage_start(sb.Stage.TEST)
+    assert brain.lm_decoder is None and len(decoding_log) == 1 and "kenlm" in decoding_log[0]
+    brain.ids, brain.refs, brain.hyps = ["u1", "u2"], ["THE CAT SAT", "A DOG"], ["THE CAT SAT", "A DOG RAN"]
+    brain.write_test_results({"loss": 1.0})
+    results = json.loads((tmp_path / "wer_test-clean.json").read_text())
+    assert set(results) == {"split", "checkpoint_epoch", "greedy"} and results["greedy"]["wer"] == pytest.approx(20.0)
+    assert (tmp_path / "hyp_test-clean_greedy.txt").is_file() and not (tmp_path / "hyp_test-clean_lm.txt").exists()
+    assert logged and "WER_greedy" in logged[0]["test_stats"] and "WER_lm" not in logged[0]["test_stats"]
 
 
 # ------------------------------------------------------------------------ WER
@@ -197,6 +280,69 @@ def test_edit_ops_hand_worked(ref, hyp, sub, dele, ins):
     assert (ops.substitutions, ops.deletions, ops.insertions) == (sub, dele, ins)
     assert ops.ref_words == len(ref.split())
     assert ops.errors == sub + dele + ins
+
+
+# Cases where the previous hand-written DP (substitutions preferred) split the errors
+# otherwise than SpeechBrain / Kaldi (the totals were the same): (ref, hyp, SpeechBrain's split)
+SPLIT_DISAGREEMENTS = [
+    ("A ON", "ON DOG", (0, 1, 1)),  # old: 2 substitutions
+    ("A THE ON", "ON DOG", (0, 2, 1)),  # old: (2, 1, 0)
+    ("A ON", "ON RAN SAT", (0, 1, 2)),  # old: (2, 0, 1)
+    ("A A ON A", "SAT ON THE A", (1, 1, 1)),  # old: 3 substitutions
+    ("CAT DOG CAT", "A MAT CAT DOG", (2, 0, 1)),  # old: (0, 1, 2)
+]
+
+
+@pytest.mark.parametrize("ref, hyp, split", SPLIT_DISAGREEMENTS)
+def test_edit_ops_split_is_speechbrains(ref, hyp, split):
+    from speechbrain.utils.edit_distance import count_ops, op_table, wer_details_for_batch
+
+    ops = edit_ops(ref, hyp)
+    assert (ops.substitutions, ops.deletions, ops.insertions) == split
+    theirs = count_ops(op_table(ref.split(), hyp.split()))
+    assert split == (theirs["substitutions"], theirs["deletions"], theirs["insertions"])
+    details = wer_details_for_batch(["u"], [ref.split()], [hyp.split()])[0]
+    assert ops.errors == details["num_edits"] and 100 * ops.wer == pytest.approx(details["WER"])
+
+
+def test_edit_ops_agree_with_speechbrain_on_random_sentences():
+    from speechbrain.utils.edit_distance import count_ops, op_table
+
+    rng = np.random.default_rng(0)
+    words = "THE CAT SAT ON A MAT".split()
+    for _ in range(300):
+        ref = list(rng.choice(words, size=rng.integers(0, 8)))
+        hyp = list(rng.choice(words, size=rng.integers(0, 8)))
+        ops, theirs = edit_ops(ref, hyp), count_ops(op_table(ref, hyp))
+        assert (ops.substitutions, ops.deletions, ops.insertions) == (
+            theirs["substitutions"], theirs["deletions"], theirs["insertions"])
+
+
+def test_wer_report_is_speechbrains_wer_txt_with_the_ci():
+    """The text is ErrorRateStats.write_stats' (SpeechBrain's wer.txt), plus the CI line."""
+    import io
+
+    from speechbrain.utils.metric_stats import ErrorRateStats
+
+    ids = [f"u{i}" for i in range(len(SPLIT_DISAGREEMENTS))]
+    refs = [r for r, _, _ in SPLIT_DISAGREEMENTS]
+    hyps = [h for _, h, _ in SPLIT_DISAGREEMENTS]
+    summary, text = wer_report(ids, refs, hyps, n_boot=200, seed=1)
+    stats = ErrorRateStats()
+    stats.append(ids, [h.split() for h in hyps], [r.split() for r in refs])
+    reference = io.StringIO()
+    stats.write_stats(reference)
+    lines = text.splitlines()
+    ci_line = lines.pop(3)
+    assert lines == reference.getvalue().splitlines()
+    assert ci_line == (f"95% CI of %WER [ {summary['ci_low']:.2f}, {summary['ci_high']:.2f} ] "
+                       "(percentile bootstrap, 200 resamplings of the 5 utterances)")
+    sub, dele, ins = (sum(split[k] for _, _, split in SPLIT_DISAGREEMENTS) for k in range(3))
+    assert (summary["substitutions"], summary["deletions"], summary["insertions"]) == (sub, dele, ins)
+    assert lines[0] == f"%WER {summary['wer']:.2f} [ {sub + dele + ins} / 14, {ins} ins, {dele} del, {sub} sub ]"
+    # a repeated utterance id keeps both utterances
+    summary, text = wer_report(["a", "a"], ["X Y", "Z"], ["X Y", "W"], n_boot=50)
+    assert summary["utterances"] == 2 and summary["errors"] == 1 and "a (2), %WER 100.00" in text
 
 
 def test_corpus_wer_is_a_ratio_of_sums():

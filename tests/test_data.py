@@ -481,11 +481,104 @@ def test_prepare_duration_filters_and_reuse(real_librispeech, tmp_path):
     assert json.loads((save / "dev-clean_prepare.json").read_text())["max_duration"] == mid
     with pytest.raises(ValueError, match="No usable utterance"):
         prepare_librispeech(real_librispeech, save, splits=["dev-clean"], min_duration=100.0)
-    # skip_prep: paths only, nothing touched
-    stamp = csv_file.stat().st_mtime_ns
-    assert prepare_librispeech("/does/not/exist", save, splits=["dev-clean"], skip_prep=True) == {
-        "dev-clean": str(csv_file)}
-    assert csv_file.stat().st_mtime_ns == stamp
+
+
+def test_prepare_rerun_does_not_walk_the_tree(real_librispeech, tmp_path, monkeypatch):
+    """A prepared split with the same options is neither walked nor checked again."""
+    from brq_att_alt.data import librispeech, manifest
+
+    save = tmp_path / "save"
+    out = prepare_librispeech(real_librispeech, save, splits=["dev-clean"])
+    stamp = Path(out["dev-clean"]).stat().st_mtime_ns
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a prepared split was walked or checked again")
+
+    monkeypatch.setattr(librispeech.os, "walk", forbidden)
+    monkeypatch.setattr(librispeech, "map_files", forbidden)
+    monkeypatch.setattr(manifest.sf, "SoundFile", forbidden)
+    assert prepare_librispeech(real_librispeech, save, splits=["dev-clean"]) == out
+    assert Path(out["dev-clean"]).stat().st_mtime_ns == stamp
+    monkeypatch.undo()
+    # other options: walked and written again; same options after a lost marker: same bytes
+    before = Path(out["dev-clean"]).read_bytes()
+    (save / "dev-clean_prepare.json").unlink()
+    prepare_librispeech(real_librispeech, save, splits=["dev-clean"])
+    assert Path(out["dev-clean"]).read_bytes() == before
+
+
+def _write_float_wav(path: Path, data) -> Path:
+    """A float32 WAV (the only kind of file that can hold NaN / inf), under any name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.asarray(data, dtype=np.float32), 16000, format="WAV", subtype="FLOAT")
+    return path
+
+
+def test_check_audio_file(real_librispeech, tmp_path):
+    from brq_att_alt.data.manifest import NON_FINITE, check_audio_file
+
+    good = next(real_librispeech.glob("dev-clean/*/*/*.flac"))
+    duration, problem = check_audio_file(good)
+    assert problem is None and duration == pytest.approx(sf.info(str(good)).duration)
+    wave = 0.1 * np.sin(np.arange(8000) / 10.0)
+    assert check_audio_file(_write_float_wav(tmp_path / "ok.wav", wave)) == (0.5, None)
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = wave.copy()
+        broken[7000] = bad
+        assert check_audio_file(_write_float_wav(tmp_path / "bad.wav", broken)) == (None, NON_FINITE)
+    raw = good.read_bytes()
+    (tmp_path / "half.flac").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "junk.flac").write_bytes(b"junk" * 100)
+    for name in ("half.flac", "junk.flac", "missing.flac"):
+        duration, problem = check_audio_file(tmp_path / name)
+        assert duration is None and problem.startswith("unreadable audio")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_prepare_skips_non_finite_audio_serial_and_parallel(real_librispeech, tmp_path, monkeypatch, workers):
+    """NaN / inf samples: left out and listed; the process pool gives the same files as one process."""
+    from brq_att_alt.data import manifest
+
+    data = tmp_path / "LibriSpeech"
+    shutil.copytree(real_librispeech, data)
+    chapter = data / "dev-clean" / "1002" / "2002"
+    wave = 0.1 * np.sin(np.arange(24000) / 10.0)
+    nan, inf = wave.copy(), wave.copy()
+    nan[100], inf[-1] = np.nan, np.inf
+    _write_float_wav(chapter / "1002-2002-0007.flac", nan)
+    _write_float_wav(chapter / "1002-2002-0008.flac", inf)
+    _write_float_wav(chapter / "1002-2002-0009.flac", wave)  # float but finite: kept
+    with open(chapter / "1002-2002.trans.txt", "a") as fh:
+        fh.write("1002-2002-0007 NOT A NUMBER\n1002-2002-0008 INFINITE\n1002-2002-0009 FINE\n")
+    if workers > 1:
+        monkeypatch.setattr(manifest, "PARALLEL_MIN_FILES", 0)  # the pool even for a few files
+        calls = []
+        from speechbrain.utils import parallel
+
+        real_parallel_map = parallel.parallel_map
+        monkeypatch.setattr(parallel, "parallel_map",
+                            lambda *a, **k: calls.append(k["process_count"]) or real_parallel_map(*a, **k))
+    out = prepare_librispeech(data, tmp_path / "save", splits=["dev-clean"], num_workers=workers)
+    if workers > 1:
+        assert calls == [2]
+    ids = [r["ID"] for r in read_csv(out["dev-clean"])]
+    assert len(ids) == 11 and "1002-2002-0009" in ids and not {"1002-2002-0007", "1002-2002-0008"} & set(ids)
+    skipped = dict(line.split("\t") for line in (tmp_path / "save" / "dev-clean_skipped.txt").read_text().splitlines())
+    assert skipped[str((chapter / "1002-2002-0007.flac").resolve())] == "non-finite samples"
+    assert skipped[str((chapter / "1002-2002-0008.flac").resolve())] == "non-finite samples"
+    assert sum(reason == "no transcript line" for reason in skipped.values()) == 2
+
+
+def test_merge_manifests(tmp_path):
+    from brq_att_alt.data import merge_manifests
+
+    (tmp_path / "a.csv").write_text("ID,duration\na,1.5\n")
+    (tmp_path / "b.csv").write_text("ID,duration\nb,2\nc,3\n")
+    merged = merge_manifests([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "all.csv")
+    assert merged.read_text() == "ID,duration\na,1.5\nb,2\nc,3\n"
+    (tmp_path / "c.csv").write_text("ID,wav\nd,x\n")
+    with pytest.raises(ValueError, match="columns"):
+        merge_manifests([tmp_path / "a.csv", tmp_path / "c.csv"], tmp_path / "bad.csv")
 
 
 # ----------------------------------------------------------------------------- read_audio

@@ -17,7 +17,7 @@ from brq_att_alt.text import CharTokenizer
 from brq_att_alt.transcribe import main as transcribe_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_SPEECH = [REPO_ROOT.parent / "shared" / "testdata" / "real_speech", REPO_ROOT / "shared" / "testdata" / "real_speech"]
+REAL_SPEECH = [REPO_ROOT / "tests" / "samples" / "real_speech"]
 TINY = dict(d_model=32, num_layers=2, nhead=2, d_ffn=64, kernel_size=7, codebook_size=16)
 
 

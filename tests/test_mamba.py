@@ -2,6 +2,7 @@
 
 import math
 import sys
+import warnings
 
 import pytest
 import torch
@@ -233,11 +234,35 @@ def test_auto_uses_no_kernel_for_cpu_input(monkeypatch):
 
 def test_use_cuda_kernels_true_without_kernels_raises(monkeypatch):
     monkeypatch.setattr(mamba_module, "_load_cuda_kernels", lambda: None)
-    with pytest.raises(ImportError, match=r"pip install brq_att_alt\[cuda\]"):
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[cuda\]"'):
         BiMamba(D_MODEL, use_cuda_kernels=True)
     BiMamba(D_MODEL, use_cuda_kernels="auto")  # falls back silently
     with pytest.raises(ValueError, match="use_cuda_kernels"):
         BiMamba(D_MODEL, use_cuda_kernels="yes")
+
+
+def test_cuda_input_without_kernels_warns_once(monkeypatch):
+    """use_cuda_kernels 'auto', CUDA input, no kernels: the PyTorch scan and one warning per
+    process, however many blocks and calls (simulated: the decision only sees x.is_cuda)."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(mamba_module, "_load_cuda_kernels", lambda: None)
+    mamba_module._warn_pytorch_scan_on_cuda.cache_clear()
+    try:
+        mixer = make(use_cuda_kernels="auto")
+        cuda_like = SimpleNamespace(is_cuda=True)
+        with pytest.warns(RuntimeWarning, match=r'slower pure-PyTorch.*pip install -e "\.\[cuda\]"') as record:
+            for _ in range(3):
+                assert mixer.fwd._kernels(cuda_like) is None and mixer.bwd._kernels(cuda_like) is None
+        assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no warning: CPU input, or the PyTorch scan asked for
+            assert mamba_module.kernels_for_input("auto", is_cuda=False) is None
+            assert mamba_module.kernels_for_input(False, is_cuda=True) is None
+            mamba_module._warn_pytorch_scan_on_cuda.cache_clear()
+            make(use_cuda_kernels="auto")(torch.randn(1, 5, D_MODEL))
+    finally:
+        mamba_module._warn_pytorch_scan_on_cuda.cache_clear()
 
 
 def test_missing_packages_fall_back_silently(monkeypatch):

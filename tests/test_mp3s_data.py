@@ -126,6 +126,39 @@ def test_prepare_voxceleb1(tmp_path, clips):
     assert trials[0] == (1, "id10270/x6u/00001.wav", "id10270/x6u/00002.wav") and len(trials) == 3
 
 
+def test_prepare_voxceleb1_skips_bad_files_and_their_trials(tmp_path, clips, monkeypatch):
+    import numpy as np
+
+    from brq_att_alt.data import voxceleb
+
+    root = tmp_path / "VoxCeleb1"
+    _voxceleb(root, clips)
+    nan, inf = clips[0][0].astype(np.float32).copy(), clips[1][0].astype(np.float32).copy()
+    nan[10], inf[-1] = np.nan, -np.inf
+    dev, test = root / "vox1_dev_wav" / "wav", root / "vox1_test_wav" / "wav"
+    bad_train, bad_test = dev / "id10001" / "vid1" / "00002.wav", test / "id10271" / "abc" / "00001.wav"
+    sf.write(str(bad_train), nan, 16000, subtype="FLOAT")
+    sf.write(str(bad_test), inf, 16000, subtype="FLOAT")
+    save = tmp_path / "m"
+    out = prepare_voxceleb1(root, save, valid_ratio=0.5, num_workers=1)
+    ids = [r["ID"] for r in rows(out["train"]) + rows(out["valid"])]
+    assert len(ids) == 4 and "id10001/vid1/00002.wav" not in ids
+    assert [r["ID"] for r in rows(out["test"])] == ["id10270/x6u/00001.wav", "id10270/x6u/00002.wav"]
+    assert (save / "train_skipped.txt").read_text() == f"{bad_train.resolve()}\tnon-finite samples\n"
+    assert (save / "test_skipped.txt").read_text() == f"{bad_test.resolve()}\tnon-finite samples\n"
+    assert read_trial_list(out["trials"]) == [(1, "id10270/x6u/00001.wav", "id10270/x6u/00002.wav")]
+    # a re-run with the same options neither reads the trial list nor checks a file
+    stamp = Path(out["train"]).stat().st_mtime_ns
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a prepared folder was read again")
+
+    monkeypatch.setattr(voxceleb, "map_files", forbidden)
+    monkeypatch.setattr(voxceleb, "read_trial_list", forbidden)
+    assert prepare_voxceleb1(root, save, valid_ratio=0.5) == out
+    assert Path(out["train"]).stat().st_mtime_ns == stamp
+
+
 def test_prepare_voxceleb1_wrong_folder(tmp_path, clips):
     (tmp_path / "empty" / "audio").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"does not look like VoxCeleb1.*wav/<speaker id>"):

@@ -11,6 +11,7 @@ from brq_att_alt.probes import (
     score_trials, write_trial_list,
 )
 
+from brq_att_alt.probes.verification import compute_min_dcf
 from mp3s_fixtures import tiny_pretrained  # noqa: F401  (fixture)
 
 
@@ -142,6 +143,8 @@ def test_frozen_encoder_bit_identical_after_probe_steps(mixer, tmp_path):
     ([0.8, 0.6, 0.4, 0.2], [0.5, 0.3, 0.1, 0.0], 0.25, 0.4),  # t=0.4: FAR 1/4, FRR 1/4
     ([0.5, 0.5], [0.5, 0.5], 0.5, 0.5),  # no information: FAR 1 FRR 0 or FAR 0 FRR 1
     ([0.1], [0.9], 1.0, 0.9),  # inverted: t=0.9 rejects the target, accepts the impostor
+    # gap tie: t=0.5 (FAR 1/2, FRR 1/4, mean 3/8) and t=0.9 (FAR 0, FRR 1/4, mean 1/8): smallest mean
+    ([0.1, 0.9, 0.9, 0.9], [0.0, 0.0, 0.5, 0.5], 0.125, 0.9),
 ])
 def test_eer_hand_worked(pos, neg, eer, threshold):
     got, t = compute_eer(pos, neg)
@@ -162,6 +165,71 @@ def test_eer_errors():
         compute_eer([], [0.1])
     with pytest.raises(ValueError, match="finite"):
         compute_eer([float("nan")], [0.1])
+    with pytest.raises(ValueError, match="positive and negative"):
+        compute_min_dcf([0.3], [])
+    with pytest.raises(ValueError, match="finite"):
+        compute_min_dcf([0.3], [float("inf")])
+
+
+def brute_force_eer(positive_scores, negative_scores):
+    """The module doc's definition, term by term: a (thresholds x trials) matrix, O(n^2)
+    (the implementation before the O(n log n) one), kept as the reference."""
+    pos = torch.as_tensor(list(positive_scores), dtype=torch.float64).flatten()
+    neg = torch.as_tensor(list(negative_scores), dtype=torch.float64).flatten()
+    thresholds = torch.cat([torch.unique(torch.cat([pos, neg])), torch.tensor([float("inf")], dtype=torch.float64)])
+    far = (neg.unsqueeze(0) >= thresholds.unsqueeze(1)).double().mean(dim=1)
+    frr = (pos.unsqueeze(0) < thresholds.unsqueeze(1)).double().mean(dim=1)
+    gap = (far - frr).abs()
+    mean = (far + frr) / 2
+    best = None
+    for i in range(thresholds.numel()):
+        key = (gap[i].item(), mean[i].item(), thresholds[i].item())
+        if best is None or key < best[0]:
+            best = (key, i)
+    i = best[1]
+    return float(mean[i]), float(thresholds[i])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_eer_matches_brute_force_reference_with_ties(seed):
+    """Random small sets drawn from a few distinct values: many ties within and across lists."""
+    g = torch.Generator().manual_seed(seed)
+    n_pos, n_neg = (int(v) for v in torch.randint(1, 30, (2,), generator=g))
+    levels = int(torch.randint(2, 12, (1,), generator=g))
+    pos = (torch.randint(0, levels, (n_pos,), generator=g).double() / levels + 0.2 * (seed % 3)).tolist()
+    neg = (torch.randint(0, levels, (n_neg,), generator=g).double() / levels).tolist()
+    assert compute_eer(pos, neg) == brute_force_eer(pos, neg)  # exact, ties included
+    as_tensors = (torch.tensor(pos, dtype=torch.float64), torch.tensor(neg, dtype=torch.float64))
+    assert compute_eer(*as_tensors) == brute_force_eer(pos, neg)
+
+
+def test_min_dcf_hand_worked():
+    # separated: C_det 0 at t = the highest negative score (no miss: pos <= t none, no false alarm)
+    assert compute_min_dcf([0.9, 0.8], [0.1, 0.2]) == (0.0, 0.2)
+    # pos [0.9, 0.4], neg [0.5, 0.1], p_target 0.5: t=0.1 (0, 1/2) -> 0.25; t=0.4 (1/2, 1/2) -> 0.5;
+    # t=0.5 (1/2, 0) -> 0.25; t=0.9 (1, 0) -> 0.5: minimum 0.25, first at t=0.1
+    assert compute_min_dcf([0.9, 0.4], [0.5, 0.1], p_target=0.5) == (0.25, 0.1)
+    # p_target 0.01: false alarms cost 99x misses: t=0.5 (miss 1/2) -> 0.005
+    assert compute_min_dcf([0.9, 0.4], [0.5, 0.1]) == (pytest.approx(0.005), 0.5)
+    # costly false alarms: t=0.1 -> 10 * 1/2 * 0.5 = 2.5, t=0.5 -> 1/2 * 0.5 = 0.25
+    assert compute_min_dcf([0.9, 0.4], [0.5, 0.1], c_fa=10, p_target=0.5) == (0.25, 0.5)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_min_dcf_matches_speechbrain(seed):
+    from speechbrain.utils.metric_stats import minDCF
+
+    g = torch.Generator().manual_seed(seed)
+    n_pos, n_neg = (int(v) for v in torch.randint(2, 60, (2,), generator=g))
+    pos = torch.randn(n_pos, generator=g, dtype=torch.float64) + 1.0
+    neg = torch.randn(n_neg, generator=g, dtype=torch.float64)
+    if seed % 2:  # ties: a few distinct values
+        pos, neg = torch.round(pos * 3) / 3, torch.round(neg * 3) / 3
+    p_target = (0.01, 0.05, 0.5)[seed % 3]
+    ours = compute_min_dcf(pos, neg, p_target=p_target)
+    theirs = minDCF(pos, neg, p_target=p_target)
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-6, abs=1e-9)
+    assert ours[1] == pytest.approx(theirs[1])
 
 
 def test_cosine_scoring_and_trial_lists(tmp_path):

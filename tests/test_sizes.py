@@ -8,7 +8,9 @@ from hyperpyyaml import load_hyperpyyaml
 
 from brq_att_alt.mixers import MIXER_CLASSES, MIXERS
 from brq_att_alt.model import count_parameters
-from brq_att_alt.sizes import D_MODEL, SIZES, TARGET_PARAMS, TOLERANCE, model_config, parameter_count
+from brq_att_alt.sizes import (
+    D_MODEL, SIZES, TARGET_PARAMS, TOLERANCE, matched_d_model, model_config, parameter_count,
+)
 
 HPARAMS = Path(__file__).resolve().parents[1] / "hparams"
 
@@ -36,11 +38,15 @@ def test_unknown_size_or_mixer():
         model_config("mhsa", "huge")
     with pytest.raises(ValueError, match="mhsa"):
         model_config("lstm", "base")
+    with pytest.raises(ValueError, match="--attention_type"):
+        matched_d_model("lstm", "base")
+    assert matched_d_model("pom", "large") == D_MODEL["pom"]["large"] == model_config("pom", "large")["d_model"]
 
 
 def load_yaml(path, tmp_path, **overrides):
+    """A YAML on the meta device (no memory); the paper YAMLs need a data_folder."""
     with open(path) as fin, torch.device("meta"):
-        return load_hyperpyyaml(fin, {"output_folder": str(tmp_path), **overrides})
+        return load_hyperpyyaml(fin, {"output_folder": str(tmp_path), "data_folder": str(tmp_path), **overrides})
 
 
 @pytest.mark.parametrize("mixer", MIXERS)
@@ -54,6 +60,27 @@ def test_yaml_instantiates_with_matching_size(mixer, size, tmp_path):
     # the public large Mamba config had lr 0: every paper config trains with the same recipe
     assert hp["lr"] == 0.0008 and hp["warmup_steps"] == 25000 and hp["optimizer_step_limit"] == 200000
     assert isinstance(hp["model"].encoder.layers[0].mixer, MIXER_CLASSES[mixer])
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("mixer", MIXERS)
+def test_attention_type_swap_builds_the_matched_width(mixer, size, tmp_path):
+    """brq_mhsa[_large].yaml --attention_type=X builds X at its own width, within 3% of the budget."""
+    path = HPARAMS / f"brq_mhsa{'' if size == 'base' else '_large'}.yaml"
+    hp = load_yaml(path, tmp_path, attention_type=mixer)
+    assert hp["d_model"] == D_MODEL[mixer][size]
+    assert isinstance(hp["model"].encoder.layers[0].mixer, MIXER_CLASSES[mixer])
+    n = count_parameters(hp["model"])
+    assert n == parameter_count(mixer, size)
+    assert abs(n / TARGET_PARAMS[size] - 1) <= TOLERANCE, f"{mixer} {size}: {n / 1e6:.1f}M"
+    if mixer == "summarymixing":  # its summary MLP follows the width through !ref <d_model>
+        assert hp["mixer_options"]["summarymixing"]["summary_out_dim"] == D_MODEL[mixer][size]
+
+
+def test_explicit_d_model_wins_over_the_size_table(tmp_path):
+    hp = load_yaml(HPARAMS / "brq_mhsa.yaml", tmp_path, attention_type="mamba", d_model=512)
+    assert hp["d_model"] == 512 and hp["model"].config["d_model"] == 512
+    assert hp["model"].encoder.layers[0].mixer.fwd.d_model == 512
 
 
 def test_yaml_files_share_one_structure():

@@ -16,7 +16,13 @@ Output in ``save_folder``:
   list (``valid_ratio`` of each speaker's utterances held out for the classifier's
   accuracy); columns ``ID,duration,wav,spk_id``; ID = the path relative to ``wav/``.
 * ``test.csv``: every utterance the trial list names (ID = its trial-list path).
-* ``trials.txt``: the trial list, copied.
+* ``trials.txt``: the trial list, copied (less the trials of any test file left out).
+* ``train_skipped.txt`` / ``test_skipped.txt``: files left out (unreadable, truncated,
+  NaN / infinite samples), with the reason.
+
+The per-file checks (``manifest.check_audio_file``) run in parallel processes with a
+progress bar (153k files for VoxCeleb1). A folder prepared with the same options is not
+walked again: a re-run takes milliseconds.
 """
 
 import logging
@@ -24,13 +30,16 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-from ..probes.verification import read_trial_list
 from ..csv_files import write_csv
-from .manifest import already_prepared, audio_duration, fmt_duration, record_options, split_every
+from ..probes.verification import read_trial_list, write_trial_list
+from .manifest import (
+    already_prepared, check_audio_file, fmt_duration, map_files, record_options, split_every, write_skipped,
+)
 
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("ID", "duration", "wav", "spk_id")
+PREP_VERSION = 2  # 2: files checked in full (truncation, NaN / inf) and left out if bad
 TRIAL_NAMES = ("veri_test2.txt", "veri_test.txt", "list_test_O.txt")
 EXPECTED = ("<data_folder>/wav/<speaker id>/<youtube id>/<utt>.wav (or vox1_dev_wav/wav and "
             "vox1_test_wav/wav) plus a trial list veri_test2.txt ('label enrol test' lines)")
@@ -46,13 +55,15 @@ def _wav_roots(data_folder: Path) -> List[Path]:
 
 def prepare_voxceleb1(data_folder: Union[str, Path], save_folder: Union[str, Path],
                       trial_list: Optional[Union[str, Path]] = None, valid_ratio: float = 0.05,
-                      skip_prep: bool = False) -> Dict[str, str]:
-    """Write train/valid/test CSVs and trials.txt; returns their paths."""
+                      num_workers: Optional[int] = None, progress: bool = True) -> Dict[str, str]:
+    """Write train/valid/test CSVs and trials.txt; returns their paths.
+
+    ``num_workers``: processes for the per-file checks (None = the CPUs this process may
+    use, 1 = in this process); ``progress``: show a progress bar.
+    """
     save_folder = Path(save_folder)
     out = {k: str(save_folder / f"{k}.csv") for k in ("train", "valid", "test")}
     out["trials"] = str(save_folder / "trials.txt")
-    if skip_prep:
-        return out
     data_folder = Path(data_folder).expanduser()
     if not data_folder.is_dir():
         raise FileNotFoundError(f"VoxCeleb1 data_folder {data_folder} does not exist; expected {EXPECTED}.")
@@ -69,14 +80,15 @@ def prepare_voxceleb1(data_folder: Union[str, Path], save_folder: Union[str, Pat
             )
         trial_list = found[0]
     trial_list = Path(trial_list)
-    options = {"data_folder": str(data_folder.resolve()), "trial_list": str(trial_list.resolve()),
-               "valid_ratio": valid_ratio}
+    options = {"version": PREP_VERSION, "data_folder": str(data_folder.resolve()),
+               "trial_list": str(trial_list.resolve()), "valid_ratio": valid_ratio}
     if already_prepared(save_folder, ["train.csv", "valid.csv", "test.csv", "trials.txt"], options, "voxceleb"):
         return out
     trials = read_trial_list(trial_list)
 
     files: Dict[str, Path] = {}
     for root in roots:
+        root = root.resolve()  # absolute paths without resolving each of 153k files
         for wav in sorted(root.glob("id*/*/*.wav")):
             files.setdefault(wav.relative_to(root).as_posix(), wav)
     if not files:
@@ -89,11 +101,6 @@ def prepare_voxceleb1(data_folder: Union[str, Path], save_folder: Union[str, Pat
             f"{[str(r) for r in roots]}, e.g. {missing[:3]}: is the test archive extracted?"
         )
     test_speakers = {u.split("/")[0] for u in needed}
-
-    def row(rel):
-        return {"ID": rel, "duration": fmt_duration(audio_duration(files[rel])),
-                "wav": str(files[rel].resolve()), "spk_id": rel.split("/")[0]}
-
     by_speaker: Dict[str, List[str]] = {}
     for rel in files:
         spk = rel.split("/")[0]
@@ -101,17 +108,45 @@ def prepare_voxceleb1(data_folder: Union[str, Path], save_folder: Union[str, Pat
             by_speaker.setdefault(spk, []).append(rel)
     if not by_speaker:
         raise ValueError(f"Every speaker under {roots} is in the trial list: no training speaker left.")
+
+    checked = sorted({r for rels in by_speaker.values() for r in rels} | set(needed))
+    results = map_files(check_audio_file, [str(files[r]) for r in checked], desc="VoxCeleb1: checking audio",
+                        num_workers=num_workers, progress=progress)
+    duration, problems = {}, {}
+    for rel, (seconds, problem) in zip(checked, results):
+        if problem is None:
+            duration[rel] = seconds
+        else:
+            logger.warning("Audio file %s skipped: %s", files[rel], problem)
+            problems[rel] = problem
+
+    def row(rel):
+        return {"ID": rel, "duration": fmt_duration(duration[rel]), "wav": str(files[rel]),
+                "spk_id": rel.split("/")[0]}
+
     train, valid = [], []
     for spk, rels in sorted(by_speaker.items()):
-        tr, va = split_every(rels, valid_ratio)
+        tr, va = split_every([r for r in rels if r not in problems], valid_ratio)
         train += [row(r) for r in tr]
         valid += [row(r) for r in va]
+    if not train:
+        raise ValueError(f"No readable training utterance under {roots} (see train_skipped.txt in {save_folder}).")
     save_folder.mkdir(parents=True, exist_ok=True)
+    write_skipped(save_folder / "train_skipped.txt",
+                  [(files[r], problems[r]) for rels in by_speaker.values() for r in rels if r in problems])
+    write_skipped(save_folder / "test_skipped.txt", [(files[r], problems[r]) for r in needed if r in problems])
     write_csv(save_folder / "train.csv", CSV_COLUMNS, train)
     write_csv(save_folder / "valid.csv", CSV_COLUMNS, valid or train[:1])
-    write_csv(save_folder / "test.csv", CSV_COLUMNS, [row(r) for r in needed])
-    shutil.copyfile(trial_list, save_folder / "trials.txt")
+    write_csv(save_folder / "test.csv", CSV_COLUMNS, [row(r) for r in needed if r not in problems])
+    kept = [t for t in trials if t[1] not in problems and t[2] not in problems]
+    if len(kept) == len(trials):
+        shutil.copyfile(trial_list, save_folder / "trials.txt")
+    else:
+        logger.warning("VoxCeleb1: %d of %d trials left out: they use a test file listed in test_skipped.txt",
+                       len(trials) - len(kept), len(trials))
+        write_trial_list(kept, save_folder / "trials.txt")
     record_options(save_folder, options, "voxceleb")
-    logger.info("VoxCeleb1: %d train speakers (%d utts), %d test utterances, %d trials",
-                len(by_speaker), len(train), len(needed), len(trials))
+    logger.info("VoxCeleb1: %d train speakers (%d utts), %d test utterances, %d trials, %d files skipped",
+                len(by_speaker), len(train), len(needed) - sum(r in problems for r in needed), len(kept),
+                len(problems))
     return out

@@ -11,7 +11,8 @@ and is *padding-exact*: the output on a sequence's valid frames does not depend 
 how much padding the batch adds after it.
 """
 
-from typing import Callable, Dict
+import inspect
+from typing import Callable, Dict, FrozenSet, Mapping
 
 import torch.nn as nn
 
@@ -55,12 +56,55 @@ def build_mixer(name: str, d_model: int, nhead: int, dropout: float = 0.0, **kwa
         raise TypeError(f"Bad option for mixer {name!r}: {err}") from err
 
 
+COMMON_ARGUMENTS = frozenset({"d_model", "nhead", "dropout"})
+
+
+def mixer_option_names(name: str) -> FrozenSet[str]:
+    """The mixer-specific options of mixer ``name``: its constructor's arguments but
+    d_model, nhead and dropout (the common contract)."""
+    params = inspect.signature(MIXER_CLASSES[check_mixer_name(name)].__init__).parameters
+    return frozenset(params) - {"self"} - COMMON_ARGUMENTS
+
+
+def check_mixer_options(options_per_mixer: Mapping[str, dict]) -> None:
+    """Validate a {mixer name: options} mapping (YAML ``mixer_options``) for *every* mixer.
+
+    An unknown mixer name, or an option that mixer's constructor does not take, raises a
+    ValueError naming them (a ValueError, not a TypeError, so that HyperPyYAML passes the
+    message on unchanged), so that a typo in the options of a mixer other than the
+    selected one is not silently ignored.
+    """
+    if not isinstance(options_per_mixer, Mapping):
+        raise ValueError(f"mixer_options must map mixer names to their options, got {options_per_mixer!r}")
+    for name, options in options_per_mixer.items():
+        if name not in MIXER_CLASSES:
+            raise ValueError(f"mixer_options has an entry for unknown mixer {name!r}; valid names: "
+                             f"{', '.join(MIXERS)} (e.g. --mixer_options=\"{{pom: {{degree: 2}}}}\")")
+        if options is None:
+            continue
+        if not isinstance(options, Mapping):
+            raise ValueError(f"mixer_options[{name!r}] must be a mapping of options, got {options!r}")
+        unknown = sorted(set(options) - mixer_option_names(name))
+        if unknown:
+            raise ValueError(
+                f"mixer_options: mixer {name!r} has no option {', '.join(map(repr, unknown))}; "
+                f"its options are: {', '.join(sorted(mixer_option_names(name)))}"
+            )
+
+
 def mixer_options(options_per_mixer: Dict[str, dict], name: str) -> dict:
-    """The options of mixer ``name`` from a {mixer name: options} mapping (YAML ``mixer_options``)."""
+    """The options of mixer ``name`` from a {mixer name: options} mapping (YAML ``mixer_options``).
+
+    Every entry of the mapping is validated first (``check_mixer_options``), not only ``name``'s.
+    """
     check_mixer_name(name)
+    check_mixer_options(options_per_mixer)
     if name not in options_per_mixer:
         raise ValueError(f"mixer_options has no entry for {name!r}; it has: {', '.join(options_per_mixer)}")
     return dict(options_per_mixer[name] or {})
 
 
-__all__ = ["MIXERS", "MIXER_CLASSES", "build_mixer", "check_mixer_name", "mixer_options"]
+__all__ = [
+    "MIXERS", "MIXER_CLASSES", "build_mixer", "check_mixer_name", "check_mixer_options",
+    "mixer_option_names", "mixer_options",
+]

@@ -5,11 +5,13 @@ adds a second block run on each sequence reversed *within its own length*, so th
 mixer is padding-exact. On CPU (or on CUDA without the kernels) the selective scan
 is pure PyTorch: time is cut into blocks of ``chunk_size`` frames carrying the state,
 and each block is scanned in log depth with O(T) work (no loop over frames). On CUDA
-the kernels of ``mamba-ssm`` and ``causal-conv1d`` are used when they can be imported.
+the kernels of ``mamba-ssm`` and ``causal-conv1d`` are used when they can be imported;
+without them a CUDA input takes the PyTorch scan, with one warning per process.
 """
 
 import functools
 import math
+import warnings
 from typing import Optional, Tuple, Union
 
 import torch
@@ -23,7 +25,7 @@ DEFAULT_CHUNK_SIZE = 128
 # mmap'ed and page-faulted afresh on every allocation (glibc's 32 MiB mmap threshold),
 # which measured ~4x slower per element than heap-reused ones.
 CPU_BLOCK_BYTES = 16 * 2**20
-CUDA_INSTALL_HINT = "pip install brq_att_alt[cuda]"
+CUDA_INSTALL_HINT = 'pip install -e ".[cuda]"'  # from the repository: mamba-ssm, causal-conv1d
 
 
 # --------------------------------------------------------------------------- scan
@@ -231,6 +233,30 @@ def _load_cuda_kernels():
     return selective_scan_fn, causal_conv1d_fn
 
 
+@functools.lru_cache(maxsize=None)
+def _warn_pytorch_scan_on_cuda() -> None:
+    """Once per process (the cache): CUDA input, use_cuda_kernels='auto', no kernels."""
+    warnings.warn(
+        "Mamba runs on CUDA without the mamba-ssm / causal-conv1d kernels: it uses the slower "
+        f"pure-PyTorch selective scan. Install the kernels for speed: `{CUDA_INSTALL_HINT}` "
+        "(or set use_cuda_kernels: False to silence this).",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def kernels_for_input(option: Union[bool, str], is_cuda: bool):
+    """The CUDA kernels for an input (``is_cuda``: it is on a CUDA device), or None for
+    the PyTorch scan. CPU input or ``option`` False: None. CUDA input with ``option``
+    "auto" and no kernels: None, and the once-per-process warning."""
+    if option is False or not is_cuda:
+        return None
+    kernels = _load_cuda_kernels()
+    if kernels is None:  # "auto": True without kernels raised when the module was built
+        _warn_pytorch_scan_on_cuda()
+    return kernels
+
+
 def _check_use_cuda_kernels(option: Union[bool, str]) -> Union[bool, str]:
     """Validate ``use_cuda_kernels``; True without the kernels installed raises."""
     if option not in (True, False, "auto"):
@@ -311,9 +337,7 @@ class Mamba(nn.Module):
 
     def _kernels(self, x: torch.Tensor):
         """The CUDA kernels to use for input x, or None for the PyTorch path."""
-        if self.use_cuda_kernels is False or not x.is_cuda:
-            return None
-        return _load_cuda_kernels()
+        return kernels_for_input(self.use_cuda_kernels, x.is_cuda)
 
     def _ssm_inputs(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Conv output x (B, d_inner, T) -> delta (B, d_inner, T) pre-bias, B and C (B, N, T)."""

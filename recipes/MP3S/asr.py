@@ -16,7 +16,7 @@ import speechbrain as sb
 import torch
 
 import common
-from brq_att_alt.ctc_decoding import BeamSearchDecoder, greedy_decode
+from brq_att_alt.ctc_decoding import greedy_decode, lm_decoder_or_none
 from brq_att_alt.ngram import build_arpa, read_transcripts
 from brq_att_alt.text import DEFAULT_CHARS, CharTokenizer
 from brq_att_alt.wer import corpus_wer, wer_report
@@ -135,9 +135,8 @@ def run(hparams, run_opts, paths, task: str, probe: str):
               train_loader_kwargs=hparams["train_dataloader_opts"],
               valid_loader_kwargs=hparams["test_dataloader_opts"])
     lm = lm_path(hparams, paths["train"])
-    if lm is not None:
-        brain.lm_decoder = BeamSearchDecoder(tokenizer, lm, alpha=hparams["lm_alpha"], beta=hparams["lm_beta"],
-                                             beam_size=hparams["beam_size"])
+    brain.lm_decoder = lm_decoder_or_none(tokenizer, lm, alpha=hparams["lm_alpha"], beta=hparams["lm_beta"],
+                                          beam_size=hparams["beam_size"])  # None: greedy only
     for name, data in tests.items():
         brain.test_name = name
         brain.evaluate(data, min_key="WER", test_loader_kwargs=hparams["test_dataloader_opts"])
@@ -148,5 +147,6 @@ def run(hparams, run_opts, paths, task: str, probe: str):
         if "lm" in results:
             metrics[f"WER {name} +LM"] = {"value": results["lm"]["wer"], "direction": "lower", "unit": "%",
                                           "ci95": [results["lm"]["ci_low"], results["lm"]["ci_high"]]}
-    common.write_metrics(hparams, task, probe, metrics, extra={"lm_path": lm, "vocab": tokenizer.labels})
+    common.write_metrics(hparams, task, probe, metrics,
+                         extra={"lm_path": lm if brain.lm_decoder else None, "vocab": tokenizer.labels})
     return metrics

@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO_ROOT))
 
-from brq_att_alt.ctc_decoding import BeamSearchDecoder, greedy_decode
+from brq_att_alt.ctc_decoding import greedy_decode, lm_decoder_or_none
 from brq_att_alt.data import prepare_recipe_manifests, read_audio
 from brq_att_alt.hparams import load_hparams
 from brq_att_alt.inference import save_asr_config
@@ -106,9 +106,9 @@ class CTCFineTuneBrain(sb.core.Brain):
     def on_stage_start(self, stage, epoch=None):
         self.ids, self.refs, self.hyps, self.lm_hyps = [], [], [], []
         self.lm_decoder = None
-        if stage == sb.Stage.TEST and self.hparams.lm_path:
-            self.lm_decoder = BeamSearchDecoder(
-                self.hparams.tokenizer, lm_path=self.hparams.lm_path, alpha=self.hparams.lm_alpha,
+        if stage == sb.Stage.TEST:  # None without an LM or without kenlm (one warning): greedy only
+            self.lm_decoder = lm_decoder_or_none(
+                self.hparams.tokenizer, self.hparams.lm_path, alpha=self.hparams.lm_alpha,
                 beta=self.hparams.lm_beta, beam_size=self.hparams.beam_size,
             )
 

@@ -4,7 +4,8 @@ Probes: ``Xvector`` and ``ECAPA`` (SpeechBrain's lobes) produce speaker
 embeddings, trained as a speaker classifier (AAM-softmax on a cosine
 classifier) on the training speakers; the embeddings of the test utterances
 are cosine-scored on the trial list (VoxCeleb format ``label enrol test``).
-Metric: EER (%, lower is better; see ``brq_att_alt.probes.verification``).
+Metrics: EER (%) and, beside it, minDCF (p_target 0.01, C_miss = C_fa = 1, as SpeechBrain's
+VoxCeleb recipes); both lower is better, see ``brq_att_alt.probes.verification``.
 
 Data (``dataset`` in the YAML):
 * ``real``: ``data_folder`` is VoxCeleb1 (``wav/`` + ``veri_test2.txt``);
@@ -22,7 +23,9 @@ import common  # noqa: E402
 import speechbrain as sb  # noqa: E402
 from speechbrain.utils.distributed import run_on_main  # noqa: E402
 
-from brq_att_alt.probes.verification import compute_eer, read_trial_list, score_trials  # noqa: E402
+from brq_att_alt.probes.verification import (  # noqa: E402
+    compute_eer, compute_min_dcf, read_trial_list, score_trials,
+)
 
 TASK = "VoxCeleb1_SV"
 
@@ -79,8 +82,13 @@ def main(argv=None, probe=None):
     trials = read_trial_list(paths["trials"])
     pos, neg = score_trials(trials, embeddings)
     eer, threshold = compute_eer(pos, neg)
-    hparams["train_logger"].log_stats(stats_meta={"trials": len(trials)}, test_stats={"EER": 100 * eer})
+    min_dcf, dcf_threshold = compute_min_dcf(pos, neg, p_target=0.01, c_miss=1.0, c_fa=1.0)
+    hparams["train_logger"].log_stats(stats_meta={"trials": len(trials)},
+                                      test_stats={"EER": 100 * eer, "minDCF": min_dcf})
     common.write_metrics(hparams, TASK, probe or hparams["probe_name"],
-                         {"EER": {"value": 100.0 * eer, "direction": "lower", "unit": "%"}},
-                         extra={"threshold": threshold, "num_trials": len(trials)})
+                         {"EER": {"value": 100.0 * eer, "direction": "lower", "unit": "%"},
+                          "minDCF": {"value": min_dcf, "direction": "lower", "unit": "",
+                                     "p_target": 0.01, "c_miss": 1.0, "c_fa": 1.0}},
+                         extra={"threshold": threshold, "min_dcf_threshold": dcf_threshold,
+                                "num_trials": len(trials)})
     return eer
