@@ -338,10 +338,12 @@ def write_run_config(output_folder, config: dict) -> Path:
 def start_experiment(hparams: dict, hparams_file: str, overrides, config: dict,
                      legacy: Optional[Dict[str, dict]] = None) -> None:
     """``check_run_config`` (nothing is written if it refuses), then SpeechBrain's
-    ``create_experiment_directory`` and ``run_config.json`` (main process)."""
+    ``create_experiment_directory``, the ``save_folder`` and ``run_config.json`` (main process)."""
     check_run_config(hparams["output_folder"], config, legacy)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
                                    overrides=overrides)
+    if hparams.get("save_folder"):
+        run_on_main(os.makedirs, args=[hparams["save_folder"]], kwargs={"exist_ok": True})
     run_on_main(write_run_config, args=[hparams["output_folder"], config])
     if if_main_process():
         logger.info("Run configuration recorded in %s", Path(hparams["output_folder"]) / RUN_CONFIG_NAME)
