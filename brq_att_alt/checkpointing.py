@@ -140,10 +140,10 @@ def _recoverable_tensors(name: str, obj) -> List:
     if isinstance(obj, torch.nn.Module):
         return [(f"{name}.{k}", v) for k, v in obj.state_dict().items()]
     if isinstance(obj, torch.optim.Optimizer):
+        params = [p for group in obj.param_groups for p in group["params"]]
         pairs = []
-        for idx, state in obj.state.items():
-            key = idx if isinstance(idx, int) else id(idx)
-            pairs += [(f"{name}.state[{key}].{k}", v) for k, v in state.items()]
+        for idx, param in enumerate(params):
+            pairs += [(f"{name}.state[{idx}].{k}", v) for k, v in obj.state.get(param, {}).items()]
         return pairs
     return []
 

@@ -159,7 +159,7 @@ class FaultTolerantBrain(sb.core.Brain):
         if not optimizers:
             self._end_window()
             return False
-        local_bad = bool(self._window_bad_ids)
+        local_bad = bool(self._window_reasons)
         bad = self._any_process(local_bad)
         reason = "; ".join(dict.fromkeys(self._window_reasons)) or "non-finite loss in another process"
         if not bad:
@@ -181,7 +181,7 @@ class FaultTolerantBrain(sb.core.Brain):
             if self.scaler.is_enabled():
                 self.scaler.update()  # fp16: lowers the loss scale, as GradScaler does on overflow
             reason = "non-finite gradient" + (" (fp16 overflow?)" if self.scaler.is_enabled() else "")
-            local_bad, self._window_bad_ids = True, list(self._window_ids)
+            local_bad, self._window_bad_ids = True, list(self._window_ids)  # the same in every process
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
         self._record_skip(reason, local_bad)
@@ -204,8 +204,9 @@ class FaultTolerantBrain(sb.core.Brain):
             self.max_skipped_in_a_row, self.skipped_total,
         )
         folder = getattr(self.hparams, "output_folder", None)
-        if folder is not None and ids:
-            line = f"{where}batch {self.step}{f', rank {rank}' if rank is not None else ''}\t{reason}\t{' '.join(ids)}\n"
+        if folder is not None and local_bad:
+            line = (f"{where}batch {self.step}{f', rank {rank}' if rank is not None else ''}\t{reason}\t"
+                    f"{' '.join(ids) or '(no utterance ids)'}\n")
             with open(Path(folder) / SKIPPED_REPORT, "a", encoding="utf-8") as fh:
                 fh.write(line)
         if self.skipped_in_a_row >= self.max_skipped_in_a_row:
