@@ -1,5 +1,7 @@
 """Issue 10: no run silently loses work (bad audio, kills, full disks, reused folders).
 
+Exact resume with dropout is tested in test_pretrain.py (test_interrupted_run_resumes_exactly).
+
 Non-finite audio is injected into a recipe's training manifest right after its data step
 (``with_nan_utterance``), as if preparation had let it through, so these tests do not
 depend on what preparation detects. The NaN file is a float32 WAV (soundfile FLOAT).
@@ -466,32 +468,6 @@ def test_disk_full_during_training_then_restart(tiny_corpus, tmp_path, monkeypat
     assert brain.optimizer_step == full.optimizer_step
     for name, value in brain.modules.model.state_dict().items():
         assert torch.equal(value, full.modules.model.state_dict()[name]), name
-
-
-# =================================================================== 5. exact resume
-class KilledBrain(pretrain.BestRQBrain):
-    """Dies after its 4th optimizer step, before that step's checkpoint is written."""
-
-    def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        super().on_fit_batch_end(batch, outputs, loss, should_step)
-        if self.optimizer_step == 4:
-            raise KeyboardInterrupt("simulated kill")
-
-
-@pytest.mark.slow
-def test_exact_resume_with_dropout(tiny_corpus, tmp_path):
-    """dropout 0.1 and layerdrop 0.2: the resumed run ends bit-identical to the uninterrupted one."""
-    common = ["--number_of_epochs=2", "--dropout=0.1", "--layerdrop=0.2", "--ckpt_interval_steps=1"]
-    full = pretrain.main(run_args(tiny_corpus, tmp_path / "full", *common))
-    with pytest.raises(KeyboardInterrupt):
-        pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common), brain_class=KilledBrain)
-    resumed = pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common))
-    assert resumed.optimizer_step == full.optimizer_step > 4
-    full_state = full.modules.model.state_dict()
-    for name, value in resumed.modules.model.state_dict().items():
-        assert torch.equal(value, full_state[name]), (name, (value - full_state[name]).abs().max())
-    assert torch.equal(resumed.optimizer.state_dict()["state"][0]["exp_avg"],
-                       full.optimizer.state_dict()["state"][0]["exp_avg"])
 
 
 # =================================================================== 2. reused folders
