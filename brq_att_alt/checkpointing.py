@@ -387,10 +387,12 @@ class SafeCheckpointer(Checkpointer):
             files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
             saved_meta = self._save_checkpoint_metafile(tmp / METAFNAME, {**meta, FILES_KEY: files}, end_of_epoch)
             _fsync(tmp / METAFNAME)
+            old = final.with_name(f"{TMP_PREFIX}replaced-{final.name}")
             if final.exists():  # a named checkpoint saved again: replace it
-                self._remove_folder(final)
+                os.rename(final, old)
             os.rename(tmp, final)
             _fsync(self.checkpoints_dir)
+            shutil.rmtree(old, ignore_errors=True)
         ddp_barrier()
         return saved_meta
 

@@ -175,6 +175,7 @@ class PretrainedEncoder(nn.Module):
         super().__init__()
         self.model = model
         self.features = FbankFeatures(n_mels=model.config["n_mels"])
+        self.checkpoint: Optional[Path] = None  # the checkpoint folder of the weights (load_pretrained)
 
     @property
     def num_layers(self) -> int:

@@ -197,13 +197,14 @@ class FaultTolerantBrain(sb.core.Brain):
         self.stage_skipped += 1
         ids = self._window_bad_ids if local_bad else []
         rank = torch.distributed.get_rank() if is_distributed_initialized() else None
-        where = f"epoch {self.hparams.epoch_counter.current}, " if hasattr(self.hparams, "epoch_counter") else ""
+        hparams = getattr(self, "hparams", None)
+        where = f"epoch {hparams.epoch_counter.current}, " if hasattr(hparams, "epoch_counter") else ""
         logger.warning(
             "Skipped an optimizer step (%sbatch %d): %s; utterances: %s. %d skipped in a row (the run stops at %d), "
             "%d in all.", where, self.step, reason, " ".join(ids) or "(in another process)", self.skipped_in_a_row,
             self.max_skipped_in_a_row, self.skipped_total,
         )
-        folder = getattr(self.hparams, "output_folder", None)
+        folder = getattr(hparams, "output_folder", None)
         if folder is not None and local_bad:
             line = (f"{where}batch {self.step}{f', rank {rank}' if rank is not None else ''}\t{reason}\t"
                     f"{' '.join(ids) or '(no utterance ids)'}\n")
