@@ -54,6 +54,10 @@ class FaultTolerantBrain(sb.core.Brain):
     steps in a row stop the run with ``NonFiniteTrainingError``. Stage losses average the
     finite batch losses only (NaN when there is none, never 0).
 
+    With fp16 (GradScaler), a step whose gradients overflow is skipped and counted the same
+    way (and lowers the loss scale). Intra-epoch checkpoints fall on the boundaries of
+    gradient-accumulation windows (exact resume).
+
     It replaces SpeechBrain's ``nonfinite_patience`` / ``skip_nonfinite_grads`` handling
     (which still steps the optimiser after a non-finite loss). The checkpointer must be a
     ``SafeCheckpointer``; the RNG states (``RNGStates``) are added to it.
@@ -96,6 +100,13 @@ class FaultTolerantBrain(sb.core.Brain):
             seed = int(os.environ.get("SB_GLOBAL_SEED", 0))
             loader_kwargs["generator"] = torch.Generator().manual_seed(seed + int(stage.value))
         return super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+
+    def _should_save_intra_epoch_ckpt(self, last_ckpt_time, steps_since_ckpt):
+        """SpeechBrain's decision, postponed to the end of the gradient-accumulation window:
+        accumulated gradients are not checkpointed, so a checkpoint inside a window would
+        make the resumed run differ."""
+        due = super()._should_save_intra_epoch_ckpt(last_ckpt_time, steps_since_ckpt)
+        return due and self.step % self.grad_accumulation_factor == 0
 
     # ------------------------------------------------------------ training step
     def _training_buffers(self) -> List[torch.Tensor]:

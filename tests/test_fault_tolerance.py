@@ -470,6 +470,32 @@ def test_disk_full_during_training_then_restart(tiny_corpus, tmp_path, monkeypat
         assert torch.equal(value, full.modules.model.state_dict()[name]), name
 
 
+# =================================================================== 5. exact resume
+class KilledMidWindow(pretrain.BestRQBrain):
+    """Dies when its 3rd accumulation window (batches 5 and 6) steps, before a checkpoint; a
+    checkpoint every batch was due after batch 5, in the middle of that window."""
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        super().on_fit_batch_end(batch, outputs, loss, should_step)
+        if self.optimizer_step == 3 and should_step:
+            raise KeyboardInterrupt("simulated kill")
+
+
+@pytest.mark.slow
+def test_exact_resume_with_gradient_accumulation(tiny_corpus, tmp_path):
+    """Intra-epoch checkpoints fall on accumulation-window boundaries (the paper YAMLs accumulate
+    2 batches): a run killed mid-window resumes bit-identical, with dropout."""
+    common = ["--number_of_epochs=2", "--dropout=0.1", "--ckpt_interval_steps=1", "--grad_accumulation_factor=2"]
+    full = pretrain.main(run_args(tiny_corpus, tmp_path / "full", *common))
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common), brain_class=KilledMidWindow)
+    resumed = pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common))
+    assert resumed.optimizer_step == full.optimizer_step > 4
+    full_state = full.modules.model.state_dict()
+    for name, value in resumed.modules.model.state_dict().items():
+        assert torch.equal(value, full_state[name]), (name, (value - full_state[name]).abs().max())
+
+
 # =================================================================== 2. reused folders
 @pytest.mark.slow
 @pytest.mark.parametrize("record", ["run_config.json", "legacy brq_model.json only"])
