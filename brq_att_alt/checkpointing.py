@@ -41,7 +41,6 @@ import torch
 import yaml
 from speechbrain.dataio.dataloader import SaveableDataLoader
 from speechbrain.utils.checkpoints import (
-    CKPT_PREFIX,
     DEFAULT_SAVE_HOOKS,
     METAFNAME,
     PARAMFILE_EXT,
@@ -211,9 +210,10 @@ def restore_rng_state(state: dict) -> None:
         if torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
             torch.cuda.set_rng_state_all(cuda)
         else:
+            visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
             logger.warning("The checkpoint holds %d CUDA generator states but %d CUDA devices are visible: "
                            "the CUDA generators are not restored (dropout masks will differ from an "
-                           "uninterrupted run).", len(cuda), torch.cuda.device_count() if torch.cuda.is_available() else 0)
+                           "uninterrupted run).", len(cuda), visible)
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]

@@ -19,7 +19,8 @@ def _float_interval_minutes(argv: List[str]) -> Tuple[List[str], Optional[float]
             try:
                 value = float(given)
             except ValueError:
-                raise SystemExit(f"--ckpt_interval_minutes must be a number of minutes (e.g. 0.5), got {given!r}") from None
+                raise SystemExit(
+                    f"--ckpt_interval_minutes must be a number of minutes (e.g. 0.5), got {given!r}") from None
         else:
             rest.append(arg)
     return rest, value

@@ -108,7 +108,8 @@ def best_checkpoint(save_folder: Path) -> Path:
     records a WER."""
     ranked = ranked_checkpoints(Path(save_folder))
     if not ranked:
-        raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved a checkpoint?")
+        raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved "
+                                "a checkpoint?")
     return ranked[0]
 
 

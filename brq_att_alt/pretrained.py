@@ -126,7 +126,8 @@ def latest_checkpoint(save_folder: Path) -> Path:
     """Newest complete checkpoint folder that holds a model checkpoint."""
     ckpts = checkpoint_candidates(Path(save_folder))
     if not ckpts:
-        raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved a checkpoint?")
+        raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved "
+                                "a checkpoint?")
     return ckpts[0]
 
 
@@ -139,8 +140,9 @@ def load_state(ckpt: Path, name: str = MODEL_CKPT_NAME, map_location: Union[str,
     try:
         return torch.load(path, map_location=map_location)
     except Exception as err:  # truncated zip, unpickling error, EOF ...
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise CheckpointError(f"Checkpoint {ckpt} cannot be used: {name} cannot be loaded "
-                              f"({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''})") from err
+                              f"({type(err).__name__}: {detail})") from err
 
 
 def first_readable(candidates: Sequence[Path], load: Callable[[Path], T]) -> Tuple[Path, T]:

@@ -197,7 +197,8 @@ def test_nan_audio_in_a_probe_is_skipped_and_reported(tiny_corpus, tmp_path, mon
 
     module = task_module("SLURP_IC")
     nan_wav = write_nan_wav(tmp_path / "bad" / "nan.wav", 1.6)
-    monkeypatch.setattr(module, "prepare", with_nan_utterance(module.prepare, lambda hp, paths: paths["train"], nan_wav))
+    monkeypatch.setattr(module, "prepare",
+                        with_nan_utterance(module.prepare, lambda hp, paths: paths["train"], nan_wav))
     out = tmp_path / "probe"
     yaml_file = MP3S / "SLURP_IC" / "linear" / "hparams" / "linear.yaml"
     brain = module.main([str(yaml_file), f"--pretrained_path={tiny_pretrained_folder(tmp_path / 'pt')}",
