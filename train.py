@@ -10,12 +10,17 @@ Usage::
 
 The data folder has the LibriSpeech layout. When it is the YAML's ``synthetic_folder``
 and does not exist yet, the synthetic espeak-ng corpus is generated there first.
-A run resumes from its newest checkpoint (intra-epoch ones included) when started
-again with the same output folder.
+A run resumes from its newest readable checkpoint (intra-epoch ones included) when
+started again with the same output folder; it refuses, before writing anything, an
+output folder that holds a run of another model configuration. A batch with a
+non-finite loss or gradient (e.g. NaN audio) is skipped and logged
+(``brq_att_alt.training.FaultTolerantBrain``); checkpoints are atomic and finite
+(``brq_att_alt.checkpointing.SafeCheckpointer``).
 """
 
 import logging
 import sys
+from pathlib import Path
 
 import speechbrain as sb
 import torch
@@ -27,12 +32,13 @@ from brq_att_alt.hparams import load_hparams as load_recipe_hparams
 from brq_att_alt.masking import encoder_frame_mask
 from brq_att_alt.mixers import check_mixer_name
 from brq_att_alt.model import count_parameters
-from brq_att_alt.pretrained import save_model_config
+from brq_att_alt.pretrained import CONFIG_NAME, save_model_config
+from brq_att_alt.training import FaultTolerantBrain, init_distributed, start_experiment
 
 logger = logging.getLogger(__name__)
 
 
-class BestRQBrain(sb.core.Brain):
+class BestRQBrain(FaultTolerantBrain):
     """Masked prediction of random-projection-quantised filterbank frames."""
 
     def compute_forward(self, batch, stage):
@@ -66,7 +72,7 @@ class BestRQBrain(sb.core.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         stats = {"loss": stage_loss, "acc": self.correct / max(self.total, 1)}
         if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
+            self.train_stats = {**stats, **self.skip_stats()}
             return
         if stage == sb.Stage.VALID:
             lr = self.optimizer.param_groups[0]["lr"]
@@ -145,12 +151,10 @@ def main(argv=None, brain_class=BestRQBrain):
     if run_opts.get("precision") == "fp16" and not torch.cuda.is_available():
         raise SystemExit("--precision fp16 needs a CUDA device; use bf16 or fp32 on CPU.")
 
-    sb.utils.distributed.ddp_init_group(run_opts)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
+    init_distributed(run_opts)
+    model_config = hparams["model"].config
+    start_experiment(hparams, hparams_file, overrides, config={"recipe": "pretrain", "model": model_config},
+                     legacy={str(Path(hparams["save_folder"]) / CONFIG_NAME): model_config})
     run_on_main(prepare_data, kwargs={"hparams": hparams})
     run_on_main(save_model_config, args=[hparams["model"], hparams["save_folder"]])
 

@@ -9,6 +9,24 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 
+def _float_interval_minutes(argv: List[str]) -> Tuple[List[str], Optional[float]]:
+    """Take ``--ckpt_interval_minutes`` out of argv (SpeechBrain's parser types it int, so
+    ``0.5`` would be refused): (the other arguments, its value as a float, or None)."""
+    rest, value, args = [], None, iter(argv)
+    for arg in args:
+        name, sep, given = arg.partition("=")
+        if name == "--ckpt_interval_minutes":
+            given = given if sep else next(args, "")
+            try:
+                value = float(given)
+            except ValueError:
+                raise SystemExit(
+                    f"--ckpt_interval_minutes must be a number of minutes (e.g. 0.5), got {given!r}") from None
+        else:
+            rest.append(arg)
+    return rest, value
+
+
 def load_hparams(argv: Optional[List[str]] = None) -> Tuple[str, dict, str, dict]:
     """``sb.parse_arguments`` + ``load_hyperpyyaml``: (hparams_file, run_opts, overrides, hparams).
 
@@ -17,7 +35,11 @@ def load_hparams(argv: Optional[List[str]] = None) -> Tuple[str, dict, str, dict
     ``!PLACEHOLDER`` (no default, e.g. ``data_folder``) that the command line leaves out.
     """
     argv = sys.argv[1:] if argv is None else argv
+    argv, interval_minutes = _float_interval_minutes(list(argv))
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    if interval_minutes is not None:
+        run_opts = dataclasses.replace(run_opts, ckpt_interval_minutes=interval_minutes,
+                                       overridden_args=run_opts.overridden_args | {"ckpt_interval_minutes"})
     # SpeechBrain 1.1 parses --optimizer_step_limit as a string; Brain.fit compares it to ints.
     if isinstance(getattr(run_opts, "optimizer_step_limit", None), str):
         run_opts = dataclasses.replace(run_opts, optimizer_step_limit=int(run_opts.optimizer_step_limit))

@@ -35,11 +35,15 @@ from .ctc_decoding import BeamSearchDecoder, greedy_decode
 from .data.audio import read_audio
 from .pretrained import (
     CONFIG_NAME,
+    MODEL_CKPT_NAME,
+    checkpoint_candidates,
     checkpoint_meta,
     PretrainedEncoder,
-    find_save_folder,
-    latest_checkpoint,
-    load_pretrained,
+    build_encoder,
+    first_readable,
+    load_state,
+    named_checkpoint,
+    resolve_run,
 )
 from .text import CharTokenizer
 
@@ -89,17 +93,24 @@ def save_asr_config(head: CTCHead, tokenizer: CharTokenizer, save_folder: PathLi
     return save_folder
 
 
+def ranked_checkpoints(save_folder: Path) -> List[Path]:
+    """Complete checkpoint folders, best first: lowest validation ``WER`` in CKPT.yaml (a
+    fine-tuning run keeps the best and the most recent), then the others newest first."""
+    newest_first = checkpoint_candidates(Path(save_folder))
+    scored = sorted((float(checkpoint_meta(c)["WER"]), c.name, c) for c in newest_first
+                    if "WER" in checkpoint_meta(c))
+    best = [c for _, _, c in scored]
+    return best + [c for c in newest_first if c not in best]
+
+
 def best_checkpoint(save_folder: Path) -> Path:
-    """The ``CKPT+*`` folder with the lowest validation ``WER`` in its CKPT.yaml (a fine-tuning run
-    keeps the best and the most recent); the newest one when none records a WER."""
-    scored = []
-    for ckpt in Path(save_folder).glob("CKPT+*"):
-        meta = checkpoint_meta(ckpt)
-        if (ckpt / "model.ckpt").is_file() and "WER" in meta:
-            scored.append((float(meta["WER"]), ckpt.name, ckpt))
-    if scored:
-        return min(scored)[2]
-    return latest_checkpoint(Path(save_folder))
+    """The complete ``CKPT+*`` folder with the lowest validation WER; the newest one when none
+    records a WER."""
+    ranked = ranked_checkpoints(Path(save_folder))
+    if not ranked:
+        raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved "
+                                "a checkpoint?")
+    return ranked[0]
 
 
 class LayerFeatures(NamedTuple):
@@ -153,21 +164,35 @@ class BestRQTranscriber:
                     chunk_seconds: Optional[float] = None, require_head: bool = False) -> "BestRQTranscriber":
         """Load a fine-tuning output folder (encoder + head + tokenizer) or a pre-training one (encoder only).
 
-        ``checkpoint``: a ``CKPT+*`` folder; default the one with the best validation WER
-        (fine-tuning runs), else the newest.
+        ``path`` may also be a ``CKPT+*`` folder of such a run: exactly that checkpoint is loaded.
+        ``checkpoint``: the same, given apart. Default: the checkpoint with the best validation
+        WER (fine-tuning runs), else the newest; one that cannot be read is reported and the
+        next one is used.
 
         ``lm_path`` (ARPA or kenlm binary) or ``beam_size > 1`` switch from greedy to beam search.
         ``require_head``: raise if the folder has no CTC head (a pre-training folder).
         """
-        save_folder = find_save_folder(path)
-        ckpt = Path(checkpoint) if checkpoint is not None else best_checkpoint(save_folder)
-        encoder = load_pretrained(save_folder, checkpoint=ckpt, freeze=True, map_location="cpu")
+        save_folder, named = resolve_run(path)
+        if checkpoint is not None:
+            named = named_checkpoint(save_folder, checkpoint)
+        has_head = (save_folder / HEAD_CONFIG_NAME).is_file()
+
+        def read(ckpt: Path):  # (encoder state, head state or None); CheckpointError if unreadable
+            return load_state(ckpt, MODEL_CKPT_NAME), load_state(ckpt, HEAD_CKPT_NAME) if has_head else None
+
+        if named is not None:
+            ckpt, (encoder_state, head_state) = named, read(named)
+        else:
+            candidates = ranked_checkpoints(save_folder)
+            if not candidates:
+                raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved "
+                                        "a checkpoint?")
+            ckpt, (encoder_state, head_state) = first_readable(candidates, read)
+        encoder = build_encoder(save_folder, encoder_state, ckpt, freeze=True)
         head = tokenizer = None
-        if (save_folder / HEAD_CONFIG_NAME).is_file():
+        if has_head:
             head = CTCHead(**json.loads((save_folder / HEAD_CONFIG_NAME).read_text()))
-            if not (ckpt / HEAD_CKPT_NAME).is_file():
-                raise FileNotFoundError(f"{save_folder / HEAD_CONFIG_NAME} exists but {ckpt / HEAD_CKPT_NAME} does not")
-            head.load_state_dict(torch.load(ckpt / HEAD_CKPT_NAME, map_location="cpu"))
+            head.load_state_dict(head_state)
             tok_path = save_folder / TOKENIZER_NAME
             tokenizer = CharTokenizer.load(tok_path) if tok_path.is_file() else CharTokenizer()
             if tokenizer.vocab_size != head.config["vocab_size"]:
@@ -229,6 +254,10 @@ class BestRQTranscriber:
         wavs = wavs.to(self.device).float()
         if wavs.dim() == 1:
             wavs = wavs.unsqueeze(0)
+        finite = torch.isfinite(wavs).all(dim=1)
+        if not bool(finite.all()):
+            raise ValueError(f"Waveform batch items {(~finite).nonzero().flatten().tolist()} hold NaN or Inf "
+                             "samples: their features and transcripts would be meaningless.")
         if wav_lens is None:
             wav_lens = torch.ones(wavs.shape[0])
         wav_lens = wav_lens.to(self.device).float()
@@ -279,7 +308,7 @@ class BestRQTranscriber:
             wavs = file_or_batch if file_or_batch.dim() == 2 else file_or_batch.unsqueeze(0)
             lens = torch.ones(wavs.shape[0]) if wav_lens is None else torch.as_tensor(wav_lens).float()
             return wavs, lens
-        return batch_pad_right([read_audio(p, self.sample_rate) for p in file_or_batch])
+        return batch_pad_right([read_audio(p, self.sample_rate, check_finite=True) for p in file_or_batch])
 
     def layer_features(self, file_or_batch, wav_lens: Optional[torch.Tensor] = None) -> LayerFeatures:
         """Every hidden state of the encoder for a file, a list of files, or a (B, samples) batch.
@@ -322,7 +351,7 @@ class BestRQTranscriber:
         Files are batched by similar length; ``batch_size`` 1 runs them one by one.
         """
         self._require_head()
-        wavs = [read_audio(p, self.sample_rate) for p in paths]
+        wavs = [read_audio(p, self.sample_rate, check_finite=True) for p in paths]
         order = sorted(range(len(wavs)), key=lambda i: wavs[i].shape[0])
         out: List[Optional[str]] = [None] * len(wavs)
         for start in range(0, len(order), max(batch_size, 1)):

@@ -10,7 +10,10 @@
 Prints one ``FILE<TAB>TRANSCRIPT`` line per file (``--features`` with a pre-training
 folder, which has no CTC head, only extracts features). ``--features OUT.pt`` saves
 ``{file: tensor (num_layers + 1, T', d_model)}`` with ``torch.save``. A file that cannot
-be read is reported on stderr and the exit status is 1; the others are still processed.
+be read (missing, a folder, not audio, NaN / Inf samples) is reported on stderr and the
+exit status is 1; the others are still processed. ``--model`` may name a ``CKPT+...``
+folder of a run: exactly that checkpoint is used. Bad options (a model folder that does
+not exist, ``--device cuda`` without CUDA) give a one-line error and exit status 2.
 """
 
 import argparse
@@ -39,17 +42,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_device(device: str) -> Optional[str]:
+    """Why ``device`` cannot be used here (one line), or None."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        return f"--device {device}: not a device name (cpu, cuda, cuda:1 ...)"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"--device {device}: CUDA is not available on this machine; use --device cpu"
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            return f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from .checkpointing import CheckpointError
     from .data.audio import AudioReadError
     from .inference import BestRQTranscriber
 
     beam = args.beam_size if args.beam_size is not None else (32 if args.lm else 1)
+    device_error = check_device(args.device)
+    if device_error:
+        print(f"error: {device_error}", file=sys.stderr)
+        return 2
     try:
         asr = BestRQTranscriber.from_folder(args.model, device=args.device, lm_path=args.lm, beam_size=beam,
                                             alpha=args.alpha, beta=args.beta, chunk_seconds=args.chunk_seconds)
-    except (FileNotFoundError, ImportError, ValueError) as err:
+    except (FileNotFoundError, ImportError, ValueError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not asr.can_transcribe and args.features is None:
@@ -60,7 +82,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     status = 0
     readable = []
     for f in args.files:
-        if not Path(f).is_file():
+        if Path(f).is_dir():
+            print(f"error: {f}: is a folder, not an audio file (give the files, e.g. {f}/*.flac)", file=sys.stderr)
+            status = 1
+        elif not Path(f).is_file():
             print(f"error: {f}: no such file", file=sys.stderr)
             status = 1
         else:
@@ -86,7 +111,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             if text is not None:
                 print(f"{f}\t{text}", flush=True)
             if args.features:
-                feats = asr.layer_features(f)
+                try:
+                    feats = asr.layer_features(f)
+                except AudioReadError as err:  # features only (pre-training folder): read here first
+                    print(f"error: {err}", file=sys.stderr)
+                    status = 1
+                    continue
                 features[f] = feats.stacked()[:, 0, : int(feats.lengths[0])].clone()
     if args.features:
         Path(args.features).parent.mkdir(parents=True, exist_ok=True)

@@ -227,3 +227,75 @@ def test_best_checkpoint_is_chosen_by_validation_wer(tmp_path):
         meta = save / name / "CKPT.yaml"
         meta.write_text("\n".join(line for line in meta.read_text().splitlines() if not line.startswith("WER")))
     assert best_checkpoint(save).name == "CKPT+a"
+
+
+# ------------------------------------------------------------ bad input (issue 10)
+def test_non_finite_audio_is_a_clear_per_file_error(finetuned, real_files, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from brq_att_alt.data.audio import AudioReadError, read_audio
+
+    data = np.zeros(16000, dtype=np.float32)
+    data[4000:5000] = np.nan
+    bad = tmp_path / "nan.wav"
+    sf.write(str(bad), data, 16000, subtype="FLOAT")
+    assert torch.isnan(read_audio(bad)).sum() == 1000  # training pipelines read it (their step guard skips it)
+    with pytest.raises(AudioReadError, match="non-finite"):
+        read_audio(bad, check_finite=True)
+    asr = BestRQTranscriber.from_folder(finetuned)
+    with pytest.raises(AudioReadError, match="nan.wav"):
+        asr.transcribe_file(bad)
+    with pytest.raises(AudioReadError, match="non-finite"):
+        asr.layer_features(bad)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        asr.transcribe_batch(torch.from_numpy(data).unsqueeze(0))
+    # the CLI reports it (and a folder given as a file) on one line each and transcribes the others
+    assert transcribe_main(["--model", str(finetuned), str(bad), str(tmp_path), str(real_files[0])]) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 2
+    assert any("non-finite" in e and "nan.wav" in e for e in errors) and any("is a folder" in e for e in errors)
+    assert captured.out.strip().splitlines()[0].startswith(str(real_files[0]))
+
+
+def test_cli_device_and_model_path_errors(finetuned, real_files, tmp_path, capsys):
+    if not torch.cuda.is_available():
+        assert transcribe_main(["--model", str(finetuned), "--device", "cuda", str(real_files[0])]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "CUDA is not available" in err[0] and "--device cpu" in err[0]
+    assert transcribe_main(["--model", str(finetuned), "--device", "gpu0", str(real_files[0])]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert transcribe_main(["--model", str(tmp_path / "no_such_model"), str(real_files[0])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_model" in err[0] and "does not exist" in err[0]
+
+
+def test_ckpt_folder_loads_exactly_that_checkpoint(tmp_path, real_files):
+    from brq_att_alt.inference import best_checkpoint
+
+    root = make_finetuned_folder(tmp_path / "ft")
+    save = root / "save"
+    older = save / "CKPT+exported"
+    (older / "CKPT.yaml").write_text("WER: 20.0\nend-of-epoch: true\nunixtime: 1\n")
+    newer = save / "CKPT+second"
+    newer.mkdir()
+    head_state = torch.load(older / HEAD_CKPT_NAME)
+    head_state = {k: v + 1.0 if v.is_floating_point() else v for k, v in head_state.items()}
+    torch.save(head_state, newer / HEAD_CKPT_NAME)
+    torch.save(torch.load(older / "model.ckpt"), newer / "model.ckpt")
+    (newer / "CKPT.yaml").write_text("WER: 10.0\nend-of-epoch: true\nunixtime: 2\n")
+    assert best_checkpoint(save) == newer
+    default = BestRQTranscriber.from_folder(root)
+    assert default.encoder.checkpoint == newer
+    named = BestRQTranscriber.from_folder(older)  # a CKPT+ path: exactly that one
+    assert named.encoder.checkpoint == older
+    stored = torch.load(older / HEAD_CKPT_NAME)
+    assert all(torch.equal(v, stored[k]) for k, v in named.head.state_dict().items())
+    assert not torch.equal(named.head.net[-1].bias, default.head.net[-1].bias)
+    assert transcribe_main(["--model", str(older), str(real_files[0])]) == 0
+    # the best checkpoint's head is truncated: reported, and the next one is used
+    (newer / HEAD_CKPT_NAME).write_bytes((newer / HEAD_CKPT_NAME).read_bytes()[:100])
+    assert BestRQTranscriber.from_folder(root).encoder.checkpoint == older
+    with pytest.raises(Exception, match="CKPT\\+second"):
+        BestRQTranscriber.from_folder(newer)

@@ -68,7 +68,9 @@ class InterruptedBrain(pretrain.BestRQBrain):
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_exactly(tiny_corpus, tmp_path):
-    common = ["--attention_type=fastformer", "--number_of_epochs=2", "--dropout=0.0", "--ckpt_interval_steps=1"]
+    """With dropout 0.1 and layerdrop 0.2: the checkpoints hold the RNG states (issue 10)."""
+    common = ["--attention_type=fastformer", "--number_of_epochs=2", "--dropout=0.1", "--layerdrop=0.2",
+              "--ckpt_interval_steps=1"]
     full = pretrain.main(run_args(tiny_corpus, tmp_path / "full", *common))
     with pytest.raises(KeyboardInterrupt):
         pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common), brain_class=InterruptedBrain)
@@ -80,12 +82,14 @@ def test_interrupted_run_resumes_exactly(tiny_corpus, tmp_path):
     full_state = full.modules.model.state_dict()
     for name, value in resumed.modules.model.state_dict().items():
         assert torch.allclose(value, full_state[name], atol=1e-6), name
+        assert torch.equal(value, full_state[name]), name  # bit-identical
     # quantizer buffers are those drawn from the seed, untouched by training
     fresh = pretrain.load_hparams(run_args(tiny_corpus, tmp_path / "fresh"))[3]["model"]
     assert torch.equal(resumed.modules.model.quantizer.codebook, fresh.quantizer.codebook)
     assert torch.equal(resumed.modules.model.quantizer.P, fresh.quantizer.P)
     opt_full, opt_resumed = full.optimizer.state_dict(), resumed.optimizer.state_dict()
     assert opt_full["state"][0]["step"] == opt_resumed["state"][0]["step"]
+    assert torch.equal(opt_full["state"][0]["exp_avg"], opt_resumed["state"][0]["exp_avg"])
 
 
 def test_unknown_attention_type_names_valid_ones(tiny_corpus, tmp_path):

@@ -51,7 +51,7 @@ class CTCBrain(common.ProbeBrain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         stats = {"loss": stage_loss}
         if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
+            self.train_stats = {**stats, **self.skip_stats()}
             return
         stats["WER"] = 100.0 * corpus_wer(self.refs, self.hyps["greedy"])[0]
         if stage == sb.Stage.VALID:

@@ -4,8 +4,13 @@ Every recipe ``recipes/MP3S/<Task>/<probe>/train.py`` is a thin entry point into
 its task module (``<Task>/<task>.py``), which builds on what is here:
 
 * ``load_hparams``: ``sb.parse_arguments`` + HyperPyYAML with clear override errors;
+* ``create_experiment``: refuses an output folder that holds a run of another
+  configuration (``run_configuration``: encoder, pre-trained checkpoint, probe), then
+  SpeechBrain's experiment folder and ``run_config.json``;
 * ``ProbeBrain``: a Brain whose ``encode`` runs the frozen encoder (no grad) and
   the learned ``WeightedLayerSum``; only trainable parameters reach the optimiser;
+  batches with a non-finite loss or gradient are skipped and logged
+  (``brq_att_alt.training.FaultTolerantBrain``);
 * ``ClassificationBrain``: utterance classification (intent, emotion, and the
   speaker-classification training of verification);
 * ``audio_dataset`` / ``subsample``: CSV manifest -> DynamicItemDataset with audio;
@@ -31,6 +36,7 @@ import speechbrain as sb  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from brq_att_alt.hparams import load_hparams as load_recipe_hparams  # noqa: E402
+from brq_att_alt.training import FaultTolerantBrain, module_summary, start_experiment  # noqa: E402
 
 from brq_att_alt.data.audio import read_audio  # noqa: E402
 
@@ -48,12 +54,37 @@ def load_hparams(argv=None):
     return hparams_file, run_opts, overrides, hparams
 
 
+def run_configuration(hparams) -> dict:
+    """What a resumed probe run must share with the run in its output folder: the encoder
+    config, the exact pre-trained checkpoint (the encoder is frozen: its weights come from
+    there every time), the probe name, and the class / size / parameter shapes of every
+    trainable module of the YAML (``probe_class`` arguments for the ASR probes, built later)."""
+    encoder = hparams["encoder"]
+    checkpoint = getattr(encoder, "checkpoint", None)
+    config = {
+        "recipe": "MP3S",
+        "probe_name": hparams.get("probe_name"),
+        "encoder": encoder.model.config,
+        "pretrained_checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
+        "modules": {name: module_summary(m) for name, m in hparams["modules"].items() if name != "encoder"},
+    }
+    probe_class = hparams.get("probe_class")
+    if probe_class is not None:
+        config["probe_class"] = {"class": getattr(getattr(probe_class, "func", probe_class), "__name__", "?"),
+                                 "args": dict(getattr(probe_class, "keywords", {}))}
+    return config
+
+
+def create_experiment(hparams, hparams_file, overrides) -> None:
+    """Refuse an output folder of another run configuration (nothing written), else
+    SpeechBrain's experiment folder and ``<output_folder>/run_config.json``."""
+    start_experiment(hparams, hparams_file, overrides, run_configuration(hparams))
+
+
 def setup_experiment(argv=None):
     """load_hparams + experiment folder; returns (hparams, run_opts)."""
     hparams_file, run_opts, overrides, hparams = load_hparams(argv)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides,
-    )
+    create_experiment(hparams, hparams_file, overrides)
     return hparams, run_opts
 
 
@@ -102,7 +133,7 @@ def audio_dataset(csv_path, hparams, subset: Optional[int] = None, sort: bool = 
 
 
 # ------------------------------------------------------------------ brains
-class ProbeBrain(sb.core.Brain):
+class ProbeBrain(FaultTolerantBrain):
     """Frozen encoder (``modules.encoder``) + ``modules.weighted_sum`` + a probe."""
 
     def encode(self, batch):
@@ -194,7 +225,7 @@ class ClassificationBrain(ProbeBrain):
         if stage != sb.Stage.TRAIN:
             stats["acc"] = self.correct / max(self.total, 1)
         if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
+            self.train_stats = {**stats, **self.skip_stats()}
         elif stage == sb.Stage.VALID:
             self.log_epoch(self.train_stats, epoch, stats)
             self.checkpointer.save_and_keep_only(meta={"acc": stats["acc"]}, max_keys=["acc"])

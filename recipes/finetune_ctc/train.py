@@ -19,7 +19,11 @@ hypotheses and ``wer_<split>.json`` the figures.
 The save folder keeps the layout of a pre-training run (``brq_model.json`` +
 ``CKPT+*/model.ckpt``), plus ``ctc_head.json``, ``tokenizer.json`` and
 ``CKPT+*/head.ckpt``: ``brq_att_alt.inference.BestRQTranscriber.from_folder`` loads it.
-A run resumes from its checkpoint when started again with the same output folder.
+A run resumes from its checkpoint when started again with the same output folder. Its
+model configuration (encoder config, CTC head, characters, pre-training run) is recorded
+in ``<output_folder>/run_config.json``; a run of another configuration is refused there
+before anything is written. Batches with a non-finite loss or gradient are skipped and
+logged (``brq_att_alt.training.FaultTolerantBrain``).
 """
 
 import json
@@ -38,16 +42,17 @@ if str(REPO_ROOT) not in sys.path:  # run from a checkout without `pip install -
 from brq_att_alt.ctc_decoding import greedy_decode, lm_decoder_or_none
 from brq_att_alt.data import prepare_recipe_manifests, read_audio
 from brq_att_alt.hparams import load_hparams
-from brq_att_alt.inference import save_asr_config
+from brq_att_alt.inference import HEAD_CONFIG_NAME, save_asr_config
 from brq_att_alt.model import count_parameters
 from brq_att_alt.ngram import build_arpa, read_transcripts
-from brq_att_alt.pretrained import save_model_config
+from brq_att_alt.pretrained import CONFIG_NAME, find_save_folder, save_model_config
+from brq_att_alt.training import FaultTolerantBrain, init_distributed, start_experiment
 from brq_att_alt.wer import wer_report
 
 logger = logging.getLogger(__name__)
 
 
-class CTCFineTuneBrain(sb.core.Brain):
+class CTCFineTuneBrain(FaultTolerantBrain):
     """Encoder + MLP head + CTC; two optimizers (head, encoder)."""
 
     def compute_forward(self, batch, stage):
@@ -119,7 +124,7 @@ class CTCFineTuneBrain(sb.core.Brain):
     def on_stage_end(self, stage, stage_loss, epoch=None):
         stats = {"loss": stage_loss}
         if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
+            self.train_stats = {**stats, **self.skip_stats()}
             return
         summary, _ = self._report(self.hyps)
         stats["WER"] = summary["wer"]
@@ -247,14 +252,30 @@ def dataio_prepare(hparams, tokenizer):
     return datasets, train_kwargs
 
 
+def run_configuration(hparams) -> dict:
+    """What a resumed run must share with the run in its output folder: the encoder config,
+    the CTC head, the characters and the pre-training run it started from (its checkpoint is
+    recorded as information only: on resume the encoder comes from this run's checkpoint).
+    Returns the ``config`` and ``legacy`` arguments of ``start_experiment``."""
+    encoder, head, tokenizer = hparams["encoder"], hparams["head"], hparams["tokenizer"]
+    config = {
+        "recipe": "finetune_ctc", "encoder": encoder.model.config, "head": head.config,
+        "characters": list(tokenizer.labels),
+        "pretrained": str(find_save_folder(hparams["pretrained_path"]).resolve()),
+        "info": {"pretrained_checkpoint": str(getattr(encoder, "checkpoint", ""))},
+    }
+    save = Path(hparams["save_folder"])
+    legacy = {str(save / CONFIG_NAME): encoder.model.config, str(save / HEAD_CONFIG_NAME): head.config}
+    return {"config": config, "legacy": legacy}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     hparams_file, run_opts, overrides, hparams = load_hparams(argv)
     if run_opts.get("precision") == "fp16" and not torch.cuda.is_available():
         raise SystemExit("--precision fp16 needs a CUDA device; use bf16 or fp32 on CPU.")
-    sb.utils.distributed.ddp_init_group(run_opts)
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
-                                   hyperparams_to_save=hparams_file, overrides=overrides)
+    init_distributed(run_opts)
+    start_experiment(hparams, hparams_file, overrides, **run_configuration(hparams))
     run_on_main(prepare_data, kwargs={"hparams": hparams})
     run_on_main(build_lm_if_needed, kwargs={"hparams": hparams})
     hparams["lm_path"] = build_lm_if_needed(hparams)  # every process: now a no-op returning the path

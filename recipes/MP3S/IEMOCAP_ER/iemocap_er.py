@@ -19,7 +19,6 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # noqa: E402
-import speechbrain as sb  # noqa: E402
 from hyperpyyaml import load_hyperpyyaml  # noqa: E402
 from speechbrain.utils.distributed import run_on_main  # noqa: E402
 
@@ -59,8 +58,7 @@ def run_fold(hparams_file, overrides: dict, run_opts, paths):
 
 def main(argv=None, probe=None):
     hparams_file, run_opts, overrides, hparams = common.load_hparams(argv)
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"],
-                                   hyperparams_to_save=hparams_file, overrides=overrides)
+    common.create_experiment(hparams, hparams_file, overrides)
     run_on_main(prepare, kwargs={"hparams": hparams})
     folds = prepare(hparams)
     base = yaml.safe_load(overrides) if isinstance(overrides, str) and overrides.strip() else dict(overrides or {})
