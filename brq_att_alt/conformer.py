@@ -166,7 +166,7 @@ class ConformerEncoder(nn.Module):
             ConformerLayer(d_model, d_ffn, nhead, kernel_size, dropout, mixer, mixer_kwargs, activation)
             for _ in range(num_layers)
         )
-        self.norm = nn.LayerNorm(d_model)
+        self.norm = nn.LayerNorm(d_model, eps=1e-6)  # SpeechBrain's ConformerEncoder final norm
         if input_pos_enc == "auto":
             mixers = [layer.mixer for layer in self.layers]
             own = bool(mixers) and all(getattr(m, "encodes_position", False) for m in mixers)

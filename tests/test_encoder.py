@@ -51,6 +51,11 @@ def test_layerdrop_skips_layers_only_in_training():
     assert not torch.equal(hidden[0], hidden[-1])
 
 
+def test_final_norm_eps_is_speechbrains():
+    enc = small_encoder("mhsa")
+    assert enc.norm.eps == 1e-6 and enc.layers[0].norm.eps == 1e-5  # SpeechBrain's ConformerEncoder / layer
+
+
 def test_conv_module_sees_neighbours():
     """Valid frames do mix through the convolution (so the padding test is not vacuous)."""
     enc = small_encoder("summarymixing").eval()
