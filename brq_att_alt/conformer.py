@@ -3,10 +3,18 @@
 One layer (Gulati et al. 2020, SpeechBrain's ``ConformerEncoderLayer`` ordering)::
 
     x = x + 1/2 FFN(x)                          # macaron half
-    x = x + Dropout(Mixer(LayerNorm(x), mask))  # MHSA or a linear-complexity substitute
+    x = x + Mixer(LayerNorm(x), mask)           # MHSA or a linear-complexity substitute
     x = x + ConvModule(x, mask)                 # padding-aware depthwise convolution
     x = x + 1/2 FFN(x)
     x = LayerNorm(x)
+
+As in SpeechBrain's Conformer (and the authors' branches of it), the mixer branch
+has no dropout of its own: what a mixer drops is inside it (MHSA its attention
+weights, Fastformer its pooled summaries, the others nothing).
+
+The encoder adds the fixed sinusoidal absolute position encoding to its input
+(``input_pos_enc``) for the mixers that have no position information of their
+own, as SpeechBrain's ``TransformerASR.encode`` did in the papers' runs.
 
 Padded frames never reach valid ones: every mixer is padding-exact and the
 convolution module zeroes padded frames before its depthwise convolution.
@@ -17,8 +25,11 @@ from typing import Callable, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
+from .layers import activation_class, sinusoidal_positions
 from .mixers import build_mixer
 from .padding import zero_padded
+
+POSITION_ENCODINGS = ("auto", "sine", "none")
 
 
 class FeedForward(nn.Module):
@@ -69,7 +80,11 @@ class ConvolutionModule(nn.Module):
 
 
 class ConformerLayer(nn.Module):
-    """One Conformer block around a token mixer; see the module docstring."""
+    """One Conformer block around a token mixer; see the module docstring.
+
+    ``activation``: a name of ``brq_att_alt.layers.ACTIVATIONS`` ("swish" as the papers'
+    runs) or a module class, used in both FFNs and the convolution module.
+    """
 
     def __init__(
         self,
@@ -80,24 +95,24 @@ class ConformerLayer(nn.Module):
         dropout: float = 0.1,
         mixer: Union[str, Callable[..., nn.Module]] = "mhsa",
         mixer_kwargs: Optional[dict] = None,
-        activation: Callable[[], nn.Module] = nn.GELU,
+        activation: Union[str, Callable[[], nn.Module]] = "swish",
     ):
         super().__init__()
         mixer_kwargs = dict(mixer_kwargs or {})
+        activation = activation_class(activation)
         self.ffn1 = FeedForward(d_model, d_ffn, dropout, activation)
         self.mixer_norm = nn.LayerNorm(d_model)
         if isinstance(mixer, str):
             self.mixer = build_mixer(mixer, d_model=d_model, nhead=nhead, dropout=dropout, **mixer_kwargs)
         else:  # a factory, e.g. a class, taking the common contract's arguments
             self.mixer = mixer(d_model=d_model, nhead=nhead, dropout=dropout, **mixer_kwargs)
-        self.mixer_dropout = nn.Dropout(dropout)
         self.conv = ConvolutionModule(d_model, kernel_size, dropout, activation)
         self.ffn2 = FeedForward(d_model, d_ffn, dropout, activation)
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         x = x + 0.5 * self.ffn1(x)
-        x = x + self.mixer_dropout(self.mixer(self.mixer_norm(x), key_padding_mask=key_padding_mask))
+        x = x + self.mixer(self.mixer_norm(x), key_padding_mask=key_padding_mask)
         x = x + self.conv(x, key_padding_mask)
         x = x + 0.5 * self.ffn2(x)
         return zero_padded(self.norm(x), key_padding_mask)
@@ -116,6 +131,15 @@ class ConformerEncoder(nn.Module):
         ``f(d_model=, nhead=, dropout=, **mixer_kwargs) -> nn.Module``.
     mixer_kwargs : dict
         Mixer-specific options, passed on unchanged (an unknown one raises).
+    activation : str or class
+        Activation of the FFNs and convolution modules: "swish" (the papers' runs; SiLU),
+        "gelu" (SpeechBrain's later BEST-RQ recipe), ... (``brq_att_alt.layers.ACTIVATIONS``).
+    input_pos_enc : str
+        Position encoding added to the input (valid frames only): "sine" (fixed sin/cos,
+        ``brq_att_alt.layers.sinusoidal_positions``), "none", or "auto" (default): "none"
+        when the mixer encodes position itself (relative-position MHSA, HyperMixing: a
+        mixer with ``encodes_position = True``), else "sine", as the papers' code did.
+        ``self.input_pos_enc`` holds the resolved choice.
     """
 
     def __init__(
@@ -129,17 +153,25 @@ class ConformerEncoder(nn.Module):
         layerdrop: float = 0.0,
         mixer: Union[str, Callable[..., nn.Module]] = "mhsa",
         mixer_kwargs: Optional[dict] = None,
-        activation: Callable[[], nn.Module] = nn.GELU,
+        activation: Union[str, Callable[[], nn.Module]] = "swish",
+        input_pos_enc: str = "auto",
     ):
         super().__init__()
         if not 0.0 <= layerdrop < 1.0:
             raise ValueError(f"layerdrop must be in [0, 1), got {layerdrop}")
+        if input_pos_enc not in POSITION_ENCODINGS:
+            raise ValueError(f"input_pos_enc must be one of {', '.join(POSITION_ENCODINGS)}, got {input_pos_enc!r}")
         self.layerdrop = layerdrop
         self.layers = nn.ModuleList(
             ConformerLayer(d_model, d_ffn, nhead, kernel_size, dropout, mixer, mixer_kwargs, activation)
             for _ in range(num_layers)
         )
-        self.norm = nn.LayerNorm(d_model)
+        self.norm = nn.LayerNorm(d_model, eps=1e-6)  # SpeechBrain's ConformerEncoder final norm
+        if input_pos_enc == "auto":
+            mixers = [layer.mixer for layer in self.layers]
+            own = bool(mixers) and all(getattr(m, "encodes_position", False) for m in mixers)
+            input_pos_enc = "none" if own else "sine"
+        self.input_pos_enc = input_pos_enc
 
     def forward(
         self,
@@ -147,11 +179,13 @@ class ConformerEncoder(nn.Module):
         key_padding_mask: Optional[torch.Tensor] = None,
         return_hidden: bool = False,
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """x: (B, T, d_model) -> (B, T, d_model).
+        """x: (B, T, d_model) -> (B, T, d_model); ``input_pos_enc`` is added first.
 
         With ``return_hidden`` also returns the list of num_layers + 1 hidden states
         (the input, then each layer's output; a dropped layer repeats its input).
         """
+        if self.input_pos_enc == "sine":
+            x = x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, x.dtype)
         x = zero_padded(x, key_padding_mask)
         hidden = [x]
         for layer in self.layers:

@@ -1,17 +1,27 @@
 """Convolutional front end of BEST-RQ: 4x time subsampling of filterbanks.
 
-(B, T, n_mels) --Conv2d(1->128, k3, s2)--LayerNorm--LeakyReLU-->
-               --Conv2d(128->32, k3, s2)--LayerNorm--LeakyReLU--> (B, T/4, 32 * n_mels/4)
-               --Linear--> (B, T/4, d_model)
+SpeechBrain's ``ConvolutionFrontEnd`` as its BEST-RQ recipe (and the papers' runs) build
+it: two blocks of one layer each, then a Linear::
 
-With 80 mel bins the flattened size is 32 x 20 = 640. Padded frames are zeroed
-before each convolution, so a sequence gives the same output alone or padded.
+    (B, T, n_mels) --Conv2d(1->128, k3, s2)--LayerNorm(F/2, 128)--LeakyReLU--Dropout-->
+                   --Conv2d(128->32, k3, s2)--LayerNorm(F/4, 32)--LeakyReLU--Dropout-->
+                   (B, T/4, 32 * n_mels/4) --Linear--Dropout--> (B, T/4, d_model)
+
+With 80 mel bins the flattened size is 32 x 20 = 640. Each LayerNorm normalises a frame
+over frequency and channels jointly (SpeechBrain's ``LayerNorm(input_shape=...)``), and
+the convolutions pad frequency by reflection, as SpeechBrain's ``Conv2d`` does.
+
+Time padding differs on purpose: SpeechBrain reflects at the edges of the batch tensor, so
+in a batch only the longest utterance sees a reflected frame and the others see the
+padding's content. Here padded frames are zeroed before each convolution and time is
+zero-padded, so a sequence gives the same output alone or padded in any batch.
 """
 
 from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .padding import zero_padded
 
@@ -29,28 +39,46 @@ def subsampled_padding_mask(mask: Optional[torch.Tensor], steps: int = 1) -> Opt
 
 
 class ConvBlock2d(nn.Module):
-    """Conv2d (stride 2 in time and frequency) + channel LayerNorm + LeakyReLU."""
+    """Conv2d (stride 2 in time and frequency) + LayerNorm over (frequency, channels)
+    + LeakyReLU + Dropout: (B, C, T, F) -> (B, C', ceil(T/2), ceil(F/2)).
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
+    Frequency is padded by reflection (SpeechBrain's Conv2d ``padding_mode="reflect"``),
+    time with zeros.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, in_freq: int, kernel_size: int = 3,
+                 dropout: float = 0.0):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=2, padding=kernel_size // 2)
-        self.norm = nn.LayerNorm(out_channels)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.pad = kernel_size // 2
+        if in_freq <= self.pad:
+            raise ValueError(f"{in_freq} frequency bins are too few to reflect-pad by {self.pad}: use more mel bins")
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=2, padding=(self.pad, 0))
+        self.out_freq = (in_freq - 1) // 2 + 1
+        self.norm = nn.LayerNorm((self.out_freq, out_channels))
         self.act = nn.LeakyReLU()
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):  # (B, C, T, F) -> (B, C', T/2, F/2)
-        x = self.conv(x).permute(0, 2, 3, 1)  # channel-last for the norm
-        return self.act(self.norm(x)).permute(0, 3, 1, 2)
+        x = F.pad(x, (self.pad, self.pad, 0, 0), mode="reflect")  # frequency only; time: the conv's zeros
+        x = self.conv(x).permute(0, 2, 3, 1)  # (B, T', F', C'): frequency and channels last for the norm
+        return self.dropout(self.act(self.norm(x))).permute(0, 3, 1, 2)
 
 
 class ConvFrontEnd(nn.Module):
-    """Filterbanks (B, T, n_mels) -> (B, ceil(T/4), d_model) and the subsampled mask."""
+    """Filterbanks (B, T, n_mels) -> (B, ceil(T/4), d_model) and the subsampled mask.
 
-    def __init__(self, n_mels: int = 80, d_model: int = 576, channels: Tuple[int, int] = (128, 32), dropout: float = 0.0):
+    ``dropout`` is applied after each conv block (SpeechBrain's ConvolutionFrontEnd, 0.1 in
+    the papers' runs) and after the Linear (TransformerASR's input module).
+    """
+
+    def __init__(self, n_mels: int = 80, d_model: int = 576, channels: Tuple[int, int] = (128, 32),
+                 dropout: float = 0.0):
         super().__init__()
-        self.block1 = ConvBlock2d(1, channels[0])
-        self.block2 = ConvBlock2d(channels[0], channels[1])
-        freq = ((n_mels + 1) // 2 + 1) // 2
-        self.proj = nn.Linear(channels[1] * freq, d_model)
+        self.block1 = ConvBlock2d(1, channels[0], n_mels, dropout=dropout)
+        self.block2 = ConvBlock2d(channels[0], channels[1], self.block1.out_freq, dropout=dropout)
+        self.proj = nn.Linear(channels[1] * self.block2.out_freq, d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, feats: torch.Tensor, padding_mask: Optional[torch.Tensor] = None):
@@ -62,6 +90,6 @@ class ConvFrontEnd(nn.Module):
             x = x.masked_fill(mask1[:, None, :, None], 0.0)
         mask2 = subsampled_padding_mask(padding_mask, 2)
         x = self.block2(x)  # (B, C, T', F')
-        B, C, T, F = x.shape
-        x = self.proj(x.permute(0, 2, 1, 3).reshape(B, T, C * F))
+        B, C, T, F_ = x.shape
+        x = self.proj(x.permute(0, 2, 1, 3).reshape(B, T, C * F_))
         return zero_padded(self.dropout(x), mask2), mask2

@@ -3,7 +3,8 @@
 The papers compare mixers at equal parameter count by changing d_model only
 (REFERENCE.md): ~95M parameters for "base" (12 layers) and ~315M for "large"
 (24 layers), counting the BEST-RQ encoder stack = conv front end + Conformer +
-prediction head Linear(d_model, 8192). ``python -m brq_att_alt.sizes`` prints the
+prediction head Linear(d_model, 8192), every other setting at BestRQModel's and the
+mixers' defaults (the papers' values). ``python -m brq_att_alt.sizes`` prints the
 table; a test checks every entry stays within 3% of its target.
 
 The pre-training YAMLs read their width from here (``d_model: !apply:brq_att_alt.sizes.
@@ -25,24 +26,20 @@ SIZES = {
     "large": dict(num_layers=24, nhead=8, d_ffn=2048, kernel_size=31),
 }
 
-# d_model per (mixer, size); the papers' values where they exist.
+# d_model per (mixer, size); the papers' values where they exist. The mixers' own widths
+# are their defaults (the papers' effective layouts, e.g. SummaryMixing local [512] -> 512,
+# summary [1024] -> d_model): this table is the only width that changes with the size.
 D_MODEL: Dict[str, Dict[str, int]] = {
     "mhsa": {"base": 576, "large": 848},
     "hypermixing": {"base": 672, "large": 1048},
+    # large: the authors' fastformer_lg.yaml (312.5M here; the paper reports 315.9M, the count
+    # at d_model 927, which 8 heads do not divide: 928 would give 316.3M)
     "fastformer": {"base": 616, "large": 920},
     "summarymixing": {"base": 632, "large": 976},
     "mamba": {"base": 474, "large": 678},
-    "pom": {"base": 536, "large": 784},  # not published: chosen here to match
-}
-
-# Mixer options that differ from the mixers' own defaults at a given size.
-# SummaryMixing: the papers' runs used a [1024] -> d_model summary MLP with Swish (their
-# YAML said 512, but those dims never reached the module); this matches 94.1M / 313.7M.
-MIXER_KWARGS: Dict[str, Dict[str, dict]] = {
-    "summarymixing": {
-        size: dict(summary_hid_dim=[1024], summary_out_dim=D_MODEL["summarymixing"][size], activation="swish")
-        for size in ("base", "large")
-    },
+    # not published: the multiples of 8 nearest the budgets with the speech PoM layout
+    # (W_p, W_s in two halves, LayerNorm after W_o)
+    "pom": {"base": 488, "large": 688},
 }
 
 
@@ -62,7 +59,7 @@ def model_config(mixer: str, size: str = "base") -> dict:
     return dict(
         mixer=mixer,
         d_model=matched_d_model(mixer, size),
-        mixer_kwargs=dict(MIXER_KWARGS.get(mixer, {}).get(size, {})),
+        mixer_kwargs={},
         **SIZES[size],
     )
 

@@ -278,13 +278,15 @@ def test_scaled_configs_build(variant):
 
 
 def test_mixer_widths_scale_from_the_size_table_and_the_mixers_defaults():
+    from brq_att_alt.mixers import resolved_mixer_options
+
     hyper = bm.encoder_config("hypermixing", width_scale=0.25, nhead=4)
     assert hyper["mixer_kwargs"] == {"hypernet_size": 512}  # HyperMixing's default 2048, x0.25
     summ = bm.encoder_config("summarymixing", width_scale=0.25, nhead=4)["mixer_kwargs"]
-    assert summ["summary_hid_dim"] == [256]  # sizes.MIXER_KWARGS: [1024]
-    assert summ["summary_out_dim"] == 160  # sizes.MIXER_KWARGS: d_model 632
+    assert summ["summary_hid_dim"] == [256]  # the mixer's default: [1024]
+    assert summ["summary_out_dim"] is None  # the mixer's default: d_model (here 160)
     assert summ["local_proj_hid_dim"] == [128] and summ["local_proj_out_dim"] == 128  # the mixer's 512
-    assert summ["activation"] == "swish"
+    assert resolved_mixer_options("summarymixing", summ)["activation"] == "swish"
     assert bm.encoder_config("summarymixing") == sizes.model_config("summarymixing")  # no scaling: the table
 
 
@@ -331,7 +333,7 @@ def test_load_model_config_resolves_package_functions(tmp_path, monkeypatch):
                    "mixer_kwargs": {"degree": 2, "expansion": 1}}
     before = {k: v for k, v in bm.VARIANTS.items()}
     (enc,) = config_file_encoders([path], width_scale=0.5)
-    assert enc.key == "brq_pom" and enc.label == "brq_pom (pom)" and enc.config["d_model"] == 272
+    assert enc.key == "brq_pom" and enc.label == "brq_pom (pom)" and enc.config["d_model"] == 240  # 488 x 0.5
     assert enc.config["mixer_kwargs"] == {"degree": 2, "expansion": 1}
     assert bm.VARIANTS == before  # no module table grows with the config files
     path.write_text("d_model: [1, 2]\nmixer: pom\n")

@@ -45,7 +45,8 @@ def test_nested_override_is_merged_not_checked_by_hyperpyyaml(tmp_path):
     which is why mixer_options validates every entry itself."""
     hp = load(ROOT / "hparams" / "brq_tiny.yaml", tmp_path, "--mixer_options={pom: {degree: 2}}",
               "--attention_type=pom")
-    assert hp["mixer_options"]["pom"] == {"degree": 2, "expansion": 2, "causal": False}
+    assert hp["mixer_options"]["pom"] == {"degree": 2, "expansion": 2, "causal": False, "groups": 2,
+                                          "output_norm": True}
     assert hp["model"].encoder.layers[0].mixer.degree == 2
     assert set(hp["mixer_options"]) == set(MIXERS)  # the other mixers' entries are kept
 

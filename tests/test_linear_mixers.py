@@ -28,8 +28,9 @@ CASES = {
     ),
     "summarymixing-lite": lambda: SummaryMixing(D, 2, summary_hid_dim=[12, 8], summary_out_dim=6, mode="lite"),
     "pom": lambda: PolynomialMixer(D, 2),
-    "pom-dense": lambda: PolynomialMixer(D, 1, degree=4, expansion=1),
+    "pom-dense": lambda: PolynomialMixer(D, 1, degree=4, expansion=1, groups=1),
     "pom-causal": lambda: PolynomialMixer(D, 2, causal=True),
+    "pom-4-groups-no-norm": lambda: PolynomialMixer(D, 8, groups=4, output_norm=False),
 }
 
 
@@ -215,10 +216,11 @@ def naive_summarymixing(m, x):
 
 
 def naive_pom(m, x):
+    """Per frame; W_p and W_s block-diagonal over m.groups; LayerNorm after W_o (speech PoM code)."""
     T, d = x.shape
     Wp, bp = dense(m.po_proj)
     Ws, bs = dense(m.se_proj)
-    G, k = m.nhead, m.degree
+    G, k = m.groups, m.degree
     h = []
     for t in range(T):
         groups = F.gelu(Wp @ x[t] + bp).chunk(G)  # one projection, split by group ...
@@ -233,7 +235,8 @@ def naive_pom(m, x):
     y = []
     for t in range(T):
         H = sum(h[: t + 1]) / (t + 1) if m.causal else sum(h) / T
-        y.append(m.out_proj.weight @ (torch.sigmoid(Ws @ x[t] + bs) * H) + m.out_proj.bias)
+        out = m.out_proj.weight @ (torch.sigmoid(Ws @ x[t] + bs) * H) + m.out_proj.bias
+        y.append(out if m.norm is None else layer_norm(out, m.norm))
     return torch.stack(y)
 
 
@@ -246,6 +249,7 @@ NAIVE = {
     "pom": naive_pom,
     "pom-dense": naive_pom,
     "pom-causal": naive_pom,
+    "pom-4-groups-no-norm": naive_pom,
 }
 
 
@@ -274,13 +278,40 @@ def test_pom_causal_ignores_the_future():
         assert torch.all(diff[:5] == 0) if causal else torch.all(diff[:5] > 1e-4)
 
 
-def test_pom_heads_are_block_diagonal_groups():
-    """nhead groups divide the W_p and W_s parameters by nhead; W_o stays dense."""
+def test_pom_groups_are_block_diagonal():
+    """groups divide the W_p and W_s parameters by groups; W_o stays dense; + LayerNorm(d).
+    nhead is not the number of groups (the speech PoM code ignores its num_heads)."""
     d, k, e = 32, 3, 2
     h = k * e * d
     dense_count = 2 * (d * h + h) + h * d + d
-    assert n_params(PolynomialMixer(d, 1)) == dense_count
-    assert n_params(PolynomialMixer(d, 4)) == 2 * (d * h // 4 + h) + h * d + d
+    assert n_params(PolynomialMixer(d, 8, groups=1, output_norm=False)) == dense_count
+    assert n_params(PolynomialMixer(d, 8, groups=4, output_norm=False)) == 2 * (d * h // 4 + h) + h * d + d
+    assert n_params(PolynomialMixer(d, 8, groups=4)) == 2 * (d * h // 4 + h) + h * d + d + 2 * d
+    two_halves = n_params(PolynomialMixer(d, 8, groups=2))
+    assert n_params(PolynomialMixer(d, 1)) == n_params(PolynomialMixer(d, 8)) == two_halves
+    with pytest.raises(ValueError, match="groups"):
+        PolynomialMixer(33, 1)
+
+
+def test_pom_default_is_the_speech_code_layout():
+    """Two halves, each its own Linear(d/2 -> k e d/2) for W_p and W_s, chunked in k within the
+    half; dense W_o; LayerNorm on the output (the speech PoM ``PoM`` + ``PolynomialMixer``)."""
+    torch.manual_seed(0)
+    m = PolynomialMixer(D, 4).eval()
+    assert m.groups == 2 and m.degree == 3 and isinstance(m.norm, torch.nn.LayerNorm)
+    x = torch.randn(1, 5, D)
+    half = D // 2
+    hid = 3 * 2 * half  # k e d/2 per half
+    sh = []
+    for g in range(2):
+        xg = x[0, :, g * half:(g + 1) * half]
+        hg = F.gelu(xg @ m.po_proj.weight[g] + m.po_proj.bias[g]).chunk(3, dim=-1)
+        hg = torch.cat([hg[0], hg[0] * hg[1], hg[0] * hg[1] * hg[2]], dim=-1).mean(0, keepdim=True)
+        sh.append(torch.sigmoid(xg @ m.se_proj.weight[g] + m.se_proj.bias[g]) * hg)
+    want = m.norm(m.out_proj(torch.cat(sh, dim=-1)))
+    assert m.po_proj.weight.shape == (2, half, hid)
+    with torch.no_grad():
+        assert torch.allclose(m(x)[0], want, atol=1e-5)
 
 
 def summarymixing_count(d, n, lh, lo, sh, so):
@@ -294,7 +325,8 @@ def summarymixing_count(d, n, lh, lo, sh, so):
 def test_summarymixing_every_dim_option_changes_the_parameter_count():
     with torch.device("meta"):
         base = n_params(SummaryMixing(64, 4))
-        assert base == summarymixing_count(64, 4, 512, 512, 512, 512)
+        # the defaults: the paper's effective layout, local [512] -> 512, summary [1024] -> d_model
+        assert base == summarymixing_count(64, 4, 512, 512, 1024, 64)
         for option, value in [
             ("local_proj_hid_dim", [256]),
             ("local_proj_hid_dim", [512, 512]),
@@ -343,3 +375,63 @@ def test_hypermixing_has_no_max_length():
     assert torch.allclose(out[1, :4100], alone, atol=1e-5)
     # the hypernetwork's positions are the sin/cos formula up to the last frame
     assert torch.allclose(sinusoidal_positions(5000, 8)[-50:], naive_positions(5000, 8)[-50:], atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- initialisation
+
+
+def test_hypermixing_init_is_speechbrains():
+    """Same seed, same sizes: the hypernetworks' weights and biases are SpeechBrain's HyperMixing's
+    (ParallelMLPs: xavier_uniform, gain sqrt(2), on its 3-D (heads, out, in) weights and its biases)."""
+    from speechbrain.nnet.hypermixing import HyperMixing as SBHyperMixing
+
+    d, n, size = 48, 4, 32
+    torch.manual_seed(0)
+    ref = SBHyperMixing(input_output_dim=d, hypernet_size=size, tied=False, num_heads=n, fix_tm_hidden_size=False)
+    torch.manual_seed(0)
+    ours = HyperMixing(d, n, hypernet_size=size)
+    for gen, ref_gen in ((ours.w1_gen, ref.hyper.w1_gen), (ours.w2_gen, ref.hyper.w2_gen)):
+        assert torch.equal(gen.fc1.weight.transpose(1, 2), ref_gen.fc1_weights)
+        assert torch.equal(gen.fc1.bias, ref_gen.fc1_biases)
+        assert torch.equal(gen.fc2.weight.transpose(1, 2), ref_gen.fc2_weights)
+        assert torch.equal(gen.fc2.bias, ref_gen.fc2_biases)
+    assert n_params(ours) == sum(p.numel() for p in ref.parameters())
+
+
+def test_hypermixing_init_bounds_at_paper_size():
+    """d_model 672, 8 heads, hypernet 2048: the xavier bounds of SpeechBrain's 3-D tensors."""
+    torch.manual_seed(0)
+    mixer = HyperMixing(672, 8)
+    n, dh, k, gain = 8, 84, 256, math.sqrt(2.0)
+    bounds = {
+        "fc1.weight": gain * math.sqrt(6 / (dh * dh + n * dh)),  # (n, out, in): fan_in out*in, fan_out n*in
+        "fc1.bias": gain * math.sqrt(6 / (dh + n)),
+        "fc2.weight": gain * math.sqrt(6 / (k * dh + n * dh)),
+        "fc2.bias": gain * math.sqrt(6 / (k + n)),
+    }
+    for name, bound in bounds.items():
+        p = mixer.w1_gen.get_parameter(name)
+        assert p.abs().max() <= bound and p.abs().max() > 0.99 * bound, name
+        assert abs(p.std().item() / (bound / math.sqrt(3)) - 1) < 0.1, name  # uniform: std = bound / sqrt(3)
+
+
+def test_summarymixing_init_is_the_reference():
+    """Per-head linears as the SummaryMixing ParallelLinear (kaiming_uniform a=sqrt(5) on the 3-D
+    (n, in/n, out/n) weight, then on the (n, out/n) bias), merge Linear bias zero."""
+    d, n = 64, 4
+    torch.manual_seed(0)
+    mixer = SummaryMixing(d, n)
+    torch.manual_seed(0)
+    first = mixer.summary_proj[0]  # the first layer built: summary [1024]
+    w = torch.nn.init.kaiming_uniform_(torch.empty(n, d // n, 1024 // n), a=math.sqrt(5))
+    b = torch.nn.init.kaiming_uniform_(torch.empty(n, 1024 // n), a=math.sqrt(5))
+    assert torch.equal(first.weight, w) and torch.equal(first.bias, b)
+    assert torch.all(mixer.merge[0].bias == 0)
+    # the bounds at the paper's d_model 632: 1/sqrt((in/n)(out/n)) for weights, 1/sqrt(out/n) for biases
+    torch.manual_seed(0)
+    big = SummaryMixing(632, 8)
+    for layer, (i, o) in ((big.local_proj[0], (79, 64)), (big.summary_proj[0], (79, 128)),
+                          (big.summary_proj[2], (128, 79))):
+        assert layer.weight.abs().max() <= 1 / math.sqrt(i * o) and layer.weight.abs().max() > 0.99 / math.sqrt(i * o)
+        assert layer.bias.abs().max() <= 1 / math.sqrt(o)
+    assert torch.all(big.merge[0].bias == 0)

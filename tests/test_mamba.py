@@ -146,9 +146,30 @@ def test_bimamba_output_shape_and_padded_frames_zero():
 
 @pytest.mark.parametrize("d_model", [474, 678])
 def test_parameter_count(d_model):
-    mixer = BiMamba(d_model)
+    mixer = BiMamba(d_model, rmsnorm_residual=False)
     assert sum(p.numel() for p in mixer.parameters()) == 2 * mamba_params(d_model)
     assert not set(map(id, mixer.fwd.parameters())) & set(map(id, mixer.bwd.parameters()))
+    # the default wrapping adds the RMSNorm weight of mamba_ssm's Block
+    assert sum(p.numel() for p in BiMamba(d_model).parameters()) == 2 * mamba_params(d_model) + d_model
+
+
+def test_wrapped_as_the_authors_block():
+    """Default: y = x + m(RMSNorm(x)) with m the bare bidirectional mixer (mamba_ssm Block with
+    RMSNorm eps 1e-5, fused_add_norm False, no residual given: ALT MambaBlock with n_layer=1)."""
+    torch.manual_seed(0)
+    wrapped = make().eval()
+    bare = make(rmsnorm_residual=False).eval()
+    bare.load_state_dict({k: v for k, v in wrapped.state_dict().items() if not k.startswith("norm.")})
+    assert isinstance(wrapped.norm, torch.nn.RMSNorm) and wrapped.norm.eps == 1e-5
+    with torch.no_grad():
+        wrapped.norm.weight.uniform_(0.5, 1.5)
+        x, mask = padded_batch([torch.randn(T, D_MODEL) for T in (9, 6)])
+        got = wrapped(x, key_padding_mask=mask)
+        x0 = x.masked_fill(mask.unsqueeze(-1), 0.0)
+        rms = x0 * torch.rsqrt(x0.pow(2).mean(-1, keepdim=True) + 1e-5) * wrapped.norm.weight
+        want = (x0 + bare(rms, key_padding_mask=mask)).masked_fill(mask.unsqueeze(-1), 0.0)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.all(got[mask] == 0)
 
 
 def test_registered_as_mamba():
@@ -158,10 +179,11 @@ def test_registered_as_mamba():
     assert isinstance(build_mixer("mamba", d_model=D_MODEL, nhead=4, chunk_size=8), BiMamba)
 
 
+@pytest.mark.parametrize("rmsnorm_residual", [True, False])
 @pytest.mark.parametrize("chunk_size", [3, 256])
-def test_padding_exact(chunk_size):
+def test_padding_exact(chunk_size, rmsnorm_residual):
     """A sequence alone == the same sequence right-padded inside a longer batch."""
-    mixer = make(chunk_size=chunk_size).eval()
+    mixer = make(chunk_size=chunk_size, rmsnorm_residual=rmsnorm_residual).eval()
     torch.manual_seed(1)
     seqs = [torch.randn(T, D_MODEL) for T in (9, 21, 14)]
     x, mask = padded_batch(seqs)
@@ -183,6 +205,14 @@ def test_backward_direction_is_used_and_blind_to_padding():
         new_padding = x.clone()
         new_padding[1, 8:] = 1e3 * torch.randn(4, D_MODEL)
         assert torch.equal(mixer(new_padding, key_padding_mask=mask), y)
+
+
+def test_no_dropout_inside():
+    """The authors' Mamba branch has no dropout: train mode gives the eval output."""
+    mixer = make(dropout=0.5)
+    x, mask = padded_batch([torch.randn(T, D_MODEL) for T in (9, 6)])
+    with torch.no_grad():
+        assert torch.equal(mixer.train()(x, key_padding_mask=mask), mixer.eval()(x, key_padding_mask=mask))
 
 
 def test_gradients_reach_every_parameter():

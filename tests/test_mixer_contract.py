@@ -63,3 +63,25 @@ def test_gradients_reach_every_parameter(name):
     mixer(x.requires_grad_(), key_padding_mask=mask).pow(2).sum().backward()
     for pname, p in mixer.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: no gradient for {pname}"
+
+
+# The references' dropout inside each mixer (the Conformer adds none on the mixer branch):
+# MHSA on its attention weights, Fastformer on its pooled summaries, the others nothing.
+DROPOUT_INSIDE = {"mhsa": True, "mhsa-sdpa": True, "fastformer": True,
+                  "hypermixing": False, "summarymixing": False, "mamba": False, "pom": False}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_dropout_on_the_output(name):
+    """dropout=0.5 in train mode: no valid output element is zeroed (an output dropout would zero
+    half of them); the mixers whose reference has no dropout give their eval output."""
+    assert set(DROPOUT_INSIDE) == set(ALL)
+    torch.manual_seed(0)
+    kwargs = {"implementation": "sdpa"} if name == "mhsa-sdpa" else {}
+    mixer = build_mixer(name.split("-")[0], d_model=32, nhead=4, dropout=0.5, **kwargs)
+    x, mask = padded_batch([torch.randn(T, 32) for T in (40, 25)])
+    with torch.no_grad():
+        train = mixer.train()(x, key_padding_mask=mask)
+        evaluation = mixer.eval()(x, key_padding_mask=mask)
+    assert (train[~mask] == 0).float().mean() == 0, name
+    assert torch.equal(train, evaluation) != DROPOUT_INSIDE[name], name

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from brq_att_alt.mixers import MIXER_CLASSES, MIXERS
+from brq_att_alt.mixers import MIXER_CLASSES, MIXERS, resolved_mixer_options
 from brq_att_alt.model import count_parameters
 from brq_att_alt.sizes import (
     D_MODEL, SIZES, TARGET_PARAMS, TOLERANCE, matched_d_model, model_config, parameter_count,
@@ -120,3 +120,40 @@ def test_every_mixer_option_is_in_every_yaml(path, tmp_path):
     for name, cls in MIXER_CLASSES.items():
         options = set(inspect.signature(cls.__init__).parameters) - {"self", "d_model", "nhead", "dropout"}
         assert set(hp["mixer_options"][name]) == options, f"{path.name}: {name}"
+
+
+@pytest.mark.parametrize("mixer", MIXERS)
+@pytest.mark.parametrize("size", list(SIZES))
+def test_paper_yamls_have_the_papers_encoder_settings(mixer, size, tmp_path):
+    """Layerdrop 0.05 / 0.1, 2-60 s utterances, Swish, the input position encoding of the papers'
+    code, the mixers' papers' options (Mamba in its RMSNorm block, PoM in two halves + LayerNorm)."""
+    path = HPARAMS / f"brq_{mixer}{'' if size == 'base' else '_large'}.yaml"
+    hp = load_yaml(path, tmp_path)
+    assert hp["layerdrop"] == {"base": 0.05, "large": 0.1}[size] and hp["find_unused_parameters"] is True
+    assert hp["min_duration"] == 2.0 and hp["max_duration"] == 60.0
+    cfg = hp["model"].config
+    assert cfg["activation"] == "swish" and cfg["dropout"] == 0.1
+    assert cfg["input_pos_enc"] == ("none" if mixer in ("mhsa", "hypermixing") else "sine")
+    # every option as the mixer's default (the papers' values), listed or left null in the YAML
+    defaults = {k: v for k, v in resolved_mixer_options(mixer, {}).items() if k != "summary_out_dim"}
+    assert {k: cfg["mixer_kwargs"][k] for k in defaults} == defaults
+    layer_mixer = hp["model"].encoder.layers[0].mixer
+    if mixer == "mamba":
+        assert layer_mixer.norm is not None
+    if mixer == "pom":
+        assert layer_mixer.groups == 2 and layer_mixer.norm is not None
+    if mixer == "hypermixing":
+        assert cfg["mixer_kwargs"]["hypernet_size"] == hp["d_ffn"] == 2048
+
+
+def test_tiny_yaml_keeps_its_small_gelu_settings(tmp_path):
+    hp = load_yaml(HPARAMS / "brq_tiny.yaml", tmp_path)
+    assert hp["model"].config["activation"] == "gelu" and hp["layerdrop"] == 0.0
+    assert hp["find_unused_parameters"] is False
+
+
+def test_sizes_need_no_mixer_overrides():
+    """The width table is d_model alone: every other width is the mixer's default."""
+    for mixer in MIXERS:
+        for size in SIZES:
+            assert model_config(mixer, size)["mixer_kwargs"] == {}

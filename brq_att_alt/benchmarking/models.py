@@ -50,8 +50,8 @@ VARIANTS: Dict[str, Variant] = {
 BASELINE = "mhsa"
 
 # The mixers' own width options (hidden sizes, not ratios), scaled with ``width_scale``.
-# Only the names live here: the values are the size table's (``sizes.MIXER_KWARGS``) or
-# else the mixer's signature defaults.
+# Only the names live here: the values are the config's or else the mixer's signature
+# defaults (the papers' widths); None (SummaryMixing's summary_out_dim: d_model) stays None.
 WIDTH_OPTIONS: Dict[str, Sequence[str]] = {
     "hypermixing": ("hypernet_size",),
     "summarymixing": ("local_proj_hid_dim", "local_proj_out_dim", "summary_hid_dim", "summary_out_dim"),
@@ -108,6 +108,8 @@ def scale_config(config: dict, width_scale: float = 1.0, d_model: Optional[int] 
         cfg["d_ffn"] = _round_to(cfg.get("d_ffn", 2048) * width_scale, heads)
 
         def scale(value):
+            if value is None:  # follows d_model
+                return None
             if isinstance(value, (list, tuple)):
                 return [scale(x) for x in value]
             return _round_to(value * width_scale, heads)

@@ -9,6 +9,13 @@ Every mixer follows one contract::
 
 and is *padding-exact*: the output on a sequence's valid frames does not depend on
 how much padding the batch adds after it.
+
+``dropout`` is what the mixer drops inside, as its reference does (MHSA: attention
+weights; Fastformer: pooled summaries; HyperMixing, SummaryMixing, Mamba, PoM: nothing,
+the argument is accepted and unused); the Conformer adds no dropout on the mixer output.
+A mixer that encodes position itself sets ``encodes_position = True``, so that the
+encoder adds no absolute position encoding to its input (``input_pos_enc: auto``).
+Each mixer's option defaults are the papers' values.
 """
 
 import inspect
@@ -66,6 +73,25 @@ def mixer_option_names(name: str) -> FrozenSet[str]:
     return frozenset(params) - {"self"} - COMMON_ARGUMENTS
 
 
+def resolved_mixer_options(name, options: Mapping) -> dict:
+    """Every option of mixer ``name``: ``options`` with the constructor's defaults filled in.
+
+    An option the mixer does not know raises a TypeError naming it (as ``build_mixer``).
+    ``name`` may also be a mixer factory (not a registered name): ``options`` is then
+    returned as given.
+    """
+    if not isinstance(name, str):
+        return dict(options)
+    params = inspect.signature(MIXER_CLASSES[check_mixer_name(name)].__init__).parameters
+    unknown = sorted(set(options) - mixer_option_names(name))
+    if unknown:
+        raise TypeError(f"Bad option for mixer {name!r}: no option {', '.join(map(repr, unknown))}; "
+                        f"its options are: {', '.join(sorted(mixer_option_names(name)))}")
+    resolved = {key: params[key].default for key in sorted(mixer_option_names(name))}
+    resolved.update(options)
+    return {key: list(v) if isinstance(v, tuple) else v for key, v in resolved.items()}
+
+
 def check_mixer_options(options_per_mixer: Mapping[str, dict]) -> None:
     """Validate a {mixer name: options} mapping (YAML ``mixer_options``) for *every* mixer.
 
@@ -96,15 +122,17 @@ def mixer_options(options_per_mixer: Dict[str, dict], name: str) -> dict:
     """The options of mixer ``name`` from a {mixer name: options} mapping (YAML ``mixer_options``).
 
     Every entry of the mapping is validated first (``check_mixer_options``), not only ``name``'s.
+    An option set to null (None) is left out, so the mixer's own default (the papers' value)
+    applies: the YAMLs list such options without restating their values.
     """
     check_mixer_name(name)
     check_mixer_options(options_per_mixer)
     if name not in options_per_mixer:
         raise ValueError(f"mixer_options has no entry for {name!r}; it has: {', '.join(options_per_mixer)}")
-    return dict(options_per_mixer[name] or {})
+    return {key: value for key, value in (options_per_mixer[name] or {}).items() if value is not None}
 
 
 __all__ = [
     "MIXERS", "MIXER_CLASSES", "build_mixer", "check_mixer_name", "check_mixer_options",
-    "mixer_option_names", "mixer_options",
+    "mixer_option_names", "mixer_options", "resolved_mixer_options",
 ]

@@ -13,8 +13,8 @@ As in the original Fastformer, ESPnet and the public BEST-RQ code, the score of
 head h is a Linear(d_model, nhead) of the whole q_t (resp. p_t): w_q[h] is
 d_model-dim. Unlike there it has no bias: a per-head constant cancels in the
 softmax over time, so that bias never gets a gradient (2 * nhead parameters
-fewer). Init as there: weights N(0, 0.02), biases 0. Dropout is applied to the
-output only (the public code dropped the pooled summaries instead).
+fewer). Init as there: weights N(0, 0.02), biases 0. As there, dropout is
+applied to the pooled summaries g and k_g (per head), not to the output.
 """
 
 import math
@@ -46,11 +46,12 @@ class Fastformer(nn.Module):
                 nn.init.zeros_(layer.bias)
 
     def pool(self, scores: torch.Tensor, content: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """Per-head softmax-weighted sum over valid frames: scores (B, T, H), content (B, T, D) -> (B, 1, D)."""
+        """Per-head softmax-weighted sum over valid frames, then dropout:
+        scores (B, T, H), content (B, T, D) -> (B, 1, D)."""
         B, T, D = content.shape
         weights = masked_softmax(scores / math.sqrt(self.d_head), mask, dim=1)  # (B, T, H)
         pooled = torch.einsum("bth,bthc->bhc", weights, content.view(B, T, self.nhead, self.d_head))
-        return pooled.reshape(B, 1, D)
+        return self.dropout(pooled.reshape(B, 1, D))
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x (B, T, d_model), mask (B, T) True = padded -> (B, T, d_model), padded frames zero."""
@@ -61,4 +62,4 @@ class Fastformer(nn.Module):
         p = k * g
         k_g = self.pool(self.k_score(p), p, mask)  # global key (B, 1, D)
         y = self.out_proj(k_g * q) + q
-        return self.dropout(zero_padded(y, mask))
+        return zero_padded(y, mask)

@@ -19,35 +19,36 @@ added to X and split with it over the heads. Unlike there:
 - no dummy (B, T, T) "attention weights" are built;
 - padded frames are zeroed in X and in the rows of W1 and W2, so they add
   nothing to W1^T X, and the output on padded frames is set to zero.
+As there, there is no dropout inside (``dropout`` is accepted for the mixer
+contract and unused), and the hypernetwork weights and biases are initialised
+as SpeechBrain's ``ParallelMLPs`` (xavier_uniform, gain sqrt(2), on its 3-D
+tensors; see ``BlockLinear``).
 """
 
-import math
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers import sinusoidal_positions
 from ..padding import zero_padded
 from .block_linear import BlockLinear
 
-
-def sinusoidal_positions(T: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """(T, dim) absolute encoding: P[t, 2i] = sin(t w_i), P[t, 2i+1] = cos(t w_i), w_i = 10000^(-2i/dim)."""
-    pos = torch.arange(T, device=device, dtype=torch.float32).unsqueeze(1)
-    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    pe = torch.stack([torch.sin(pos * freq), torch.cos(pos * freq)], dim=-1).flatten(1)  # interleave
-    return pe[:, :dim].to(dtype)
+__all__ = ["HyperMixing", "HyperNetwork", "sinusoidal_positions"]
 
 
 class HyperNetwork(nn.Module):
-    """nhead parallel token-wise MLPs: x (B, T, d_model) -> (B, T, nhead, k)."""
+    """nhead parallel token-wise MLPs: x (B, T, d_model) -> (B, T, nhead, k).
+
+    Initialised as SpeechBrain's ``ParallelMLPs``, drawing fc1's weight and bias, then fc2's.
+    """
 
     def __init__(self, d_model: int, nhead: int, hypernet_size: int):
         super().__init__()
         self.nhead = nhead
-        self.fc1 = BlockLinear(d_model, d_model, nhead)
-        self.fc2 = BlockLinear(d_model, hypernet_size, nhead)
+        self.fc1 = BlockLinear(d_model, d_model, nhead, init="hypermixing")
+        self.fc2 = BlockLinear(d_model, hypernet_size, nhead, init="hypermixing")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x))).unflatten(-1, (self.nhead, -1))
@@ -59,8 +60,10 @@ class HyperMixing(nn.Module):
     Options: ``hypernet_size`` (total width k * nhead of the generated token-mixing
     MLPs; default 2048 = d_ffn, which SpeechBrain's Conformer passes as
     hypernet_size in the public BEST-RQ HyperConformer config), ``tied`` (W2 = W1,
-    one generator).
+    one generator). ``dropout`` is unused: the reference has none.
     """
+
+    encodes_position = True  # its hypernetwork reads X + P: the encoder adds no position encoding
 
     def __init__(
         self, d_model: int, nhead: int, dropout: float = 0.0, hypernet_size: int = 2048, tied: bool = False
@@ -74,7 +77,6 @@ class HyperMixing(nn.Module):
         self.w1_gen = HyperNetwork(d_model, nhead, hypernet_size)
         self.w2_gen = None if tied else HyperNetwork(d_model, nhead, hypernet_size)
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x (B, T, d_model), mask (B, T) True = padded -> (B, T, d_model), padded frames zero."""
@@ -87,4 +89,4 @@ class HyperMixing(nn.Module):
         xh = x.view(B, T, self.nhead, -1)  # (B, T, H, d_h)
         hidden = F.gelu(torch.einsum("bthk,bthc->bhkc", w1, xh))  # W1^T X_h: (B, H, k, d_h)
         y = torch.einsum("bthk,bhkc->bthc", w2, hidden).reshape(B, T, self.d_model)
-        return self.dropout(zero_padded(self.norm(y), mask))
+        return zero_padded(self.norm(y), mask)

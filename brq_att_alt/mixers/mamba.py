@@ -367,15 +367,21 @@ class Mamba(nn.Module):
 class BiMamba(nn.Module):
     """Bidirectional Mamba mixer (registered as ``mamba``), padding-exact.
 
-    y = fwd(x) + R(bwd(R(x))), where R reverses each sequence within its own length
+    m(x) = fwd(x) + R(bwd(R(x))), where R reverses each sequence within its own length
     (padding stays at the end), so the backward block starts on the last *valid* frame.
-    Padded input frames are zeroed first, padded output frames are zeroed, then dropout.
+    With ``rmsnorm_residual`` (default) the two directions are wrapped as the authors'
+    code wraps them, in one mamba_ssm ``Block`` (RMSNorm eps 1e-5, its own residual):
+
+        y = x + m(RMSNorm(x))
+
+    otherwise y = m(x). Padded input frames are zeroed first and padded output frames
+    are zeroed. There is no dropout (as in the reference; ``dropout`` is unused).
 
     Args:
         d_model: model width. nhead: accepted for the common mixer contract, unused.
-        dropout: dropout on the output. d_state, d_conv, expand, dt_rank, chunk_size,
-            use_cuda_kernels: see ``Mamba`` (shared by both directions, which have
-            their own parameters).
+        dropout: unused. d_state, d_conv, expand, dt_rank, chunk_size, use_cuda_kernels:
+            see ``Mamba`` (shared by both directions, which have their own parameters).
+        rmsnorm_residual: wrap as above (True, the papers' runs) or return m(x) alone.
     """
 
     def __init__(
@@ -389,19 +395,23 @@ class BiMamba(nn.Module):
         dt_rank: Union[int, str] = "auto",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         use_cuda_kernels: Union[bool, str] = "auto",
+        rmsnorm_residual: bool = True,
     ):
         super().__init__()
         kwargs = dict(
             d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=dt_rank,
             chunk_size=chunk_size, use_cuda_kernels=use_cuda_kernels,
         )
+        self.norm = nn.RMSNorm(d_model, eps=1e-5) if rmsnorm_residual else None
         self.fwd = Mamba(d_model, **kwargs)
         self.bwd = Mamba(d_model, **kwargs)
-        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x (B, T, d_model), key_padding_mask (B, T) bool True = padded -> (B, T, d_model)."""
         x = zero_padded(x, key_padding_mask)
-        backward = reverse_padded(self.bwd(reverse_padded(x, key_padding_mask)), key_padding_mask)
-        y = zero_padded(self.fwd(x) + backward, key_padding_mask)
-        return self.dropout(y)
+        u = x if self.norm is None else self.norm(x)
+        backward = reverse_padded(self.bwd(reverse_padded(u, key_padding_mask)), key_padding_mask)
+        y = self.fwd(u) + backward
+        if self.norm is not None:
+            y = y + x
+        return zero_padded(y, key_padding_mask)

@@ -8,7 +8,11 @@ Two implementations behind one module:
 * ``implementation="sdpa"``: plain multi-head attention through
   ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient
   kernels on GPU), the strong modern baseline. It has no positional encoding of its
-  own: in a Conformer the convolution module supplies relative position.
+  own: the encoder adds the fixed sinusoidal one to its input (``input_pos_enc``
+  "auto"), as SpeechBrain's TransformerASR does for its "regularMHA", and the
+  convolution module supplies relative position.
+
+``encodes_position`` tells the encoder which of the two it is.
 """
 
 from typing import Optional
@@ -45,6 +49,7 @@ class MHSA(nn.Module):
         if d_model % nhead:
             raise ValueError(f"d_model={d_model} must be divisible by nhead={nhead}")
         self.implementation = implementation
+        self.encodes_position = implementation == "relpos"  # no input position encoding needed
         self.nhead = nhead
         self.dropout = dropout
         if implementation == "relpos":

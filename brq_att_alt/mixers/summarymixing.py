@@ -11,17 +11,25 @@ f and s are MLPs (every layer Linear + activation, as SpeechBrain's VanillaNN)
 whose linears are block-diagonal over ``nhead`` channel groups (the reference's
 per-head ``ParallelLinear``); c is one dense Linear + activation to d_model.
 
-Differences with the public code (SamsungLabs / whettenr SpeechBrain branch):
-- every dimension option is used. In the public BEST-RQ Conformer the YAML dims
-  never reached the module: it ran with local [512] -> 512, summary [1024] ->
-  d_model, Swish (``summary_out_dim=d_model, activation="swish",
-  summary_hid_dim=[1024]`` reproduces that layout, and with it the paper's
-  94.1M / 313.7M encoders at d_model 632 / 976);
-- c always maps to d_model, so ``summary_out_dim`` is free (public: forced to
-  d_model). In "lite" the public code returns s_bar itself (summary_out_dim =
-  d_model, no c); here c is kept so that any summary_out_dim works;
-  the local_* options are unused in "lite" (there is no local branch);
-- dropout only on the output (public: 0.1 on the concatenation, hard-coded).
+The defaults are the layout the paper's runs had (whettenr/speechbrain branch
+``summary-mixing``): local [512] -> 512, summary [1024] -> d_model
+(``summary_out_dim=None``), Swish (the Conformer's activation, passed on there).
+Initialisation as there: the per-head linears as its ``ParallelLinear``
+(kaiming_uniform, a=sqrt(5), on the 3-D weight and on the bias; see
+``BlockLinear``), the merge Linear with nn.Linear's weights and a zero bias.
+
+Differences with that code:
+- every dimension option is used (there the Conformer forced summary_out_dim
+  = d_model and ignored the YAML's summary_hid_dim, which is why the defaults
+  here are the effective [1024] -> d_model, giving the paper's 94.1M / 313.7M
+  encoders at d_model 632 / 976);
+- c always maps to d_model, so ``summary_out_dim`` is free. In "lite" the
+  public code returns s_bar itself (summary_out_dim = d_model, no c); here c is
+  kept so that any summary_out_dim works; the local_* options are unused in
+  "lite" (there is no local branch);
+- no dropout (``dropout`` is accepted for the mixer contract and unused), as
+  in the branch the paper used; SamsungLabs' later SummaryMixing v1.0 drops
+  0.1 of the concatenation.
 """
 
 from typing import Optional, Sequence
@@ -29,16 +37,10 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..layers import ACTIVATIONS, activation_class
 from ..padding import masked_mean, zero_padded
 from .block_linear import BlockLinear
 
-ACTIVATIONS = {
-    "gelu": nn.GELU,
-    "relu": nn.ReLU,
-    "silu": nn.SiLU,
-    "swish": nn.SiLU,
-    "leaky_relu": nn.LeakyReLU,
-}
 MODES = {"mixing": "mixing", "lite": "lite", "SummaryMixing": "mixing", "SummaryMixing-lite": "lite"}
 
 
@@ -46,7 +48,7 @@ def block_mlp(in_dim: int, dims: Sequence[int], n_blocks: int, act: type) -> nn.
     """[BlockLinear -> act] for each size in dims (the last layer is activated too)."""
     layers = []
     for dim in dims:
-        layers += [BlockLinear(in_dim, dim, n_blocks), act()]
+        layers += [BlockLinear(in_dim, dim, n_blocks, init="summarymixing"), act()]
         in_dim = dim
     return nn.Sequential(*layers)
 
@@ -56,9 +58,10 @@ class SummaryMixing(nn.Module):
 
     Options: ``local_proj_hid_dim`` / ``summary_hid_dim`` (hidden sizes of f / s,
     one layer per entry), ``local_proj_out_dim`` / ``summary_out_dim`` (their
-    output sizes), ``activation`` (one of ACTIVATIONS), ``mode`` ("mixing" or
-    "lite"; SpeechBrain's "SummaryMixing" / "SummaryMixing-lite" also accepted).
-    All sizes must be divisible by nhead.
+    output sizes; ``summary_out_dim`` None = d_model), ``activation`` (a name of
+    ``brq_att_alt.layers.ACTIVATIONS``), ``mode`` ("mixing" or "lite"; SpeechBrain's
+    "SummaryMixing" / "SummaryMixing-lite" also accepted). All sizes must be
+    divisible by nhead. The defaults are the paper's effective layout.
     """
 
     def __init__(
@@ -68,17 +71,18 @@ class SummaryMixing(nn.Module):
         dropout: float = 0.0,
         local_proj_hid_dim: Sequence[int] = (512,),
         local_proj_out_dim: int = 512,
-        summary_hid_dim: Sequence[int] = (512,),
-        summary_out_dim: int = 512,
-        activation: str = "gelu",
+        summary_hid_dim: Sequence[int] = (1024,),
+        summary_out_dim: Optional[int] = None,
+        activation: str = "swish",
         mode: str = "mixing",
     ):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"Unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        if not isinstance(activation, str):
+            raise ValueError(f"activation must be a name ({', '.join(ACTIVATIONS)}), got {activation!r}")
+        act = activation_class(activation)
         if mode not in MODES:
             raise ValueError(f"Unknown SummaryMixing mode {mode!r}; valid: {', '.join(MODES)}")
-        act = ACTIVATIONS[activation]
+        summary_out_dim = d_model if summary_out_dim is None else summary_out_dim
         self.mode = MODES[mode]
         self.summary_proj = block_mlp(d_model, [*summary_hid_dim, summary_out_dim], nhead, act)
         if self.mode == "mixing":
@@ -89,7 +93,7 @@ class SummaryMixing(nn.Module):
         else:
             merge_in = summary_out_dim
         self.merge = nn.Sequential(nn.Linear(merge_in, d_model), act())
-        self.dropout = nn.Dropout(dropout)
+        nn.init.zeros_(self.merge[0].bias)  # as the reference's _init_parameters
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x (B, T, d_model), mask (B, T) True = padded -> (B, T, d_model), padded frames zero."""
@@ -102,4 +106,4 @@ class SummaryMixing(nn.Module):
             local = self.local_norm(self.local_proj(x))  # (B, T, local_proj_out_dim)
             s_bar = self.summary_norm(s_bar).expand(B, T, -1)
             y = self.merge(torch.cat([local, s_bar], dim=-1))
-        return self.dropout(zero_padded(y, key_padding_mask))
+        return zero_padded(y, key_padding_mask)
