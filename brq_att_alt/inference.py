@@ -151,11 +151,11 @@ class BestRQTranscriber:
         self.head = head.eval().to(self.device) if head is not None else None
         self.tokenizer = tokenizer
         self.decoder = decoder
-        self.mixer = encoder.model.config["mixer"]
+        self.mixer = encoder.mixer
         if chunk_seconds is None:
             chunk_seconds = 30.0 if self.mixer == "mhsa" else 0.0
         self.chunk_seconds = float(chunk_seconds)
-        self.sample_rate = encoder.features.sample_rate
+        self.sample_rate = encoder.sample_rate
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -206,7 +206,7 @@ class BestRQTranscriber:
         if head is not None and (lm_path or beam_size > 1):
             decoder = BeamSearchDecoder(tokenizer, lm_path=lm_path or None, alpha=alpha, beta=beta,
                                         beam_size=max(beam_size, 1))
-        logger.info("Loaded %s (mixer %s, checkpoint %s, %s)", save_folder, encoder.model.config["mixer"],
+        logger.info("Loaded %s (mixer %s, checkpoint %s, %s)", save_folder, encoder.mixer,
                     ckpt.name, "with CTC head" if head is not None else "encoder only")
         return cls(encoder, head, tokenizer, decoder, chunk_seconds=chunk_seconds, device=device)
 
@@ -215,40 +215,6 @@ class BestRQTranscriber:
         return self.head is not None
 
     # ---------------------------------------------------------------- encoding
-    def _frontend(self, feats: torch.Tensor, mask: torch.Tensor):
-        """The conv front end, run over time chunks when the input is long.
-
-        The front end is local (receptive field +-3 fbank frames at 40 ms output steps) but
-        its first Conv2d has 128 channels: on minutes of audio that activation, not the linear
-        mixers, would dominate the memory. Chunks overlap by 8 fbank frames and the 2 output
-        frames next to each cut are dropped, so the result equals the one-pass output.
-        """
-        frontend = self.encoder.model.frontend
-        chunk = self.frontend_chunk_frames
-        T = feats.shape[1]
-        if chunk <= 0 or T <= chunk:
-            return frontend(feats, mask)
-        chunk -= chunk % 4
-        ctx = 8
-        outs, masks = [], []
-        for start in range(0, T, chunk):
-            lo, hi = max(0, start - ctx), min(T, start + chunk + ctx)
-            x, m = frontend(feats[:, lo:hi], mask[:, lo:hi])
-            first = (start - lo) // 4
-            n = (min(start + chunk, T) - start + 3) // 4
-            outs.append(x[:, first : first + n])
-            masks.append(m[:, first : first + n])
-        return torch.cat(outs, 1), torch.cat(masks, 1)
-
-    def _encode_one_pass(self, wavs: torch.Tensor, wav_lens: torch.Tensor, hidden: bool):
-        feats, mask = self.encoder.features(wavs, wav_lens)
-        x, out_mask = self._frontend(feats, mask)
-        del feats
-        out = self.encoder.model.encoder(x, out_mask, return_hidden=hidden)
-        if hidden:
-            return out[0], out_mask, out[1]
-        return out, out_mask, None
-
     def _encode(self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor], hidden: bool = False):
         """-> (output (B, T', d), lengths (B,), hidden states list or None)."""
         wavs = wavs.to(self.device).float()
@@ -264,7 +230,7 @@ class BestRQTranscriber:
         num_samples = torch.round(wav_lens * wavs.shape[1]).long()
         chunk = int(round(self.chunk_seconds * self.sample_rate / FRAME_SAMPLES)) * FRAME_SAMPLES
         if chunk <= 0 or int(num_samples.max()) <= chunk:
-            out, mask, states = self._encode_one_pass(wavs, wav_lens, hidden)
+            out, mask, states = self.encoder.encode(wavs, wav_lens, hidden, self.frontend_chunk_frames)
             return out, (~mask).sum(1), states
         warnings.warn(
             f"{self.mixer} has quadratic memory: audio longer than {self.chunk_seconds:g} s is encoded "
@@ -280,7 +246,7 @@ class BestRQTranscriber:
                 pieces[-2] = torch.cat([pieces[-2], pieces.pop()])
             o_parts, s_parts = [], []
             for piece in pieces:
-                o, m, s = self._encode_one_pass(piece.unsqueeze(0), torch.ones(1, device=self.device), hidden)
+                o, m, s = self.encoder.encode(piece.unsqueeze(0), None, hidden, self.frontend_chunk_frames)
                 n = int((~m).sum())
                 o_parts.append(o[0, :n])
                 if hidden:

@@ -16,7 +16,7 @@ broken, or a path that does not exist, is an error.
 import json
 import logging
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 import yaml
@@ -164,13 +164,26 @@ def first_readable(candidates: Sequence[Path], load: Callable[[Path], T]) -> Tup
     raise FileNotFoundError("No checkpoint found (has the run saved one?)")
 
 
+class EncoderOutput(NamedTuple):
+    """What ``PretrainedEncoder.encode`` returns.
+
+    ``output``: (B, T', d_model) the last layer (40 ms frames); ``padding_mask``: (B, T') bool,
+    True = padded; ``hidden``: with ``hidden=True`` the ``num_hidden_states`` tensors
+    (B, T', d_model) (front-end output, then every Conformer layer), else None.
+    """
+
+    output: torch.Tensor
+    padding_mask: torch.Tensor
+    hidden: Optional[List[torch.Tensor]]
+
+
 class PretrainedEncoder(nn.Module):
     """Waveforms -> hidden states of a pre-trained BEST-RQ encoder.
 
-    ``forward(wavs (B, samples), wav_lens (B,) relative)`` returns
-    ``(hidden, padding_mask)``: a list of num_layers + 1 tensors (B, T', d_model)
-    (front-end output, then every Conformer layer; 40 ms frames) and the (B, T')
-    bool padding mask (True = padded).
+    ``encode`` is the one path from audio to hidden states, used by the probes, CTC
+    fine-tuning and inference; calling the module (or a DDP wrapper of it) runs it.
+    ``mixer`` names the token mixer, ``num_hidden_states`` counts the tensors of
+    ``hidden`` (num_layers + 1), ``d_model`` is their width.
     """
 
     def __init__(self, model: BestRQModel):
@@ -180,17 +193,76 @@ class PretrainedEncoder(nn.Module):
         self.checkpoint: Optional[Path] = None  # the checkpoint folder of the weights (load_pretrained)
 
     @property
-    def num_layers(self) -> int:
+    def config(self) -> dict:
+        """The ``BestRQModel`` constructor arguments (``brq_model.json``)."""
+        return self.model.config
+
+    @property
+    def mixer(self) -> str:
+        return self.model.config["mixer"]
+
+    @property
+    def num_hidden_states(self) -> int:
+        """How many tensors ``encode(..., hidden=True)`` returns: front end + every layer."""
         return self.model.config["num_layers"] + 1
 
     @property
     def d_model(self) -> int:
         return self.model.config["d_model"]
 
-    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    @property
+    def sample_rate(self) -> int:
+        return self.features.sample_rate
+
+    def encoding_parameters(self) -> List[nn.Parameter]:
+        """The trainable parameters ``encode`` uses (the pre-training head and quantizer are left out)."""
+        return [p for name, p in self.model.named_parameters()
+                if p.requires_grad and not name.startswith(("head.", "quantizer."))]
+
+    def encode(self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None, hidden: bool = False,
+               frontend_chunk_frames: int = 0) -> EncoderOutput:
+        """(B, samples) 16 kHz waveforms + relative lengths (B,) (None: all full) -> ``EncoderOutput``.
+
+        ``frontend_chunk_frames`` > 0 runs the conv front end over pieces of that many fbank
+        frames (exact: see ``_frontend``), for minutes of audio; 0 = one piece.
+        """
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0], device=wavs.device)
         feats, mask = self.features(wavs, wav_lens)
-        _, out_mask, hidden = self.model.encode(feats, mask, return_hidden=True)
-        return hidden, out_mask
+        x, out_mask = self._frontend(feats, mask, frontend_chunk_frames)
+        del feats
+        out = self.model.encoder(x, out_mask, return_hidden=hidden)
+        if hidden:
+            return EncoderOutput(out[0], out_mask, out[1])
+        return EncoderOutput(out, out_mask, None)
+
+    def forward(self, *args, **kwargs) -> EncoderOutput:
+        """``encode`` (so that the module, and a DDP wrapper of it, can be called)."""
+        return self.encode(*args, **kwargs)
+
+    def _frontend(self, feats: torch.Tensor, mask: torch.Tensor, chunk: int):
+        """The conv front end, run over time chunks of ``chunk`` fbank frames when the input is longer.
+
+        The front end is local (receptive field +-3 fbank frames at 40 ms output steps) but
+        its first Conv2d has 128 channels: on minutes of audio that activation, not the linear
+        mixers, would dominate the memory. Chunks overlap by 8 fbank frames and the 2 output
+        frames next to each cut are dropped, so the result equals the one-pass output.
+        """
+        frontend = self.model.frontend
+        T = feats.shape[1]
+        if chunk <= 0 or T <= chunk:
+            return frontend(feats, mask)
+        chunk -= chunk % 4
+        ctx = 8
+        outs, masks = [], []
+        for start in range(0, T, chunk):
+            lo, hi = max(0, start - ctx), min(T, start + chunk + ctx)
+            x, m = frontend(feats[:, lo:hi], mask[:, lo:hi])
+            first = (start - lo) // 4
+            n = (min(start + chunk, T) - start + 3) // 4
+            outs.append(x[:, first : first + n])
+            masks.append(m[:, first : first + n])
+        return torch.cat(outs, 1), torch.cat(masks, 1)
 
     def freeze(self) -> "PretrainedEncoder":
         """Eval mode and requires_grad False on every parameter; returns self."""

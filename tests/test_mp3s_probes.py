@@ -109,9 +109,9 @@ def test_frozen_encoder_bit_identical_after_probe_steps(mixer, tmp_path):
     torch.manual_seed(0)
     folder = save_pretrained(BestRQModel(mixer, **TINY_MODEL), tmp_path / "run" / "save")
     encoder = load_pretrained(folder.parent)  # any mixer, from the run's output folder
-    assert encoder.model.config["mixer"] == mixer and encoder.num_layers == 3
+    assert encoder.mixer == mixer and encoder.num_hidden_states == 3
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    ws = WeightedLayerSum(encoder.num_layers)
+    ws = WeightedLayerSum(encoder.num_hidden_states)
     probe = MeanPoolLinear(encoder.d_model, 3)
     modules = torch.nn.ModuleDict({"encoder": encoder, "ws": ws, "probe": probe})
     modules.train()
@@ -121,14 +121,14 @@ def test_frozen_encoder_bit_identical_after_probe_steps(mixer, tmp_path):
     torch.manual_seed(0)
     wavs, lens = torch.randn(2, 16000) * 0.1, torch.tensor([1.0, 0.6])
     for _ in range(3):
-        hidden, mask = encoder(wavs, lens)
+        _, mask, hidden = encoder(wavs, lens, hidden=True)
         logits = probe(ws(hidden), (~mask).sum(1) / mask.shape[1])
         loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2]))
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert ws.weights.grad is not None and ws.weights.grad.abs().sum() > 0
-    assert not torch.allclose(ws.normalized_weights(), torch.full((encoder.num_layers,), 1 / encoder.num_layers))
+    assert not torch.allclose(ws.normalized_weights(), torch.full((encoder.num_hidden_states,), 1 / encoder.num_hidden_states))
     assert all(p.grad is None for p in encoder.parameters())
     after = encoder.state_dict()
     assert set(after) == set(before)

@@ -64,7 +64,7 @@ def run_configuration(hparams) -> dict:
     config = {
         "recipe": "MP3S",
         "probe_name": hparams.get("probe_name"),
-        "encoder": encoder.model.config,
+        "encoder": encoder.config,
         "pretrained_checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
         "modules": {name: module_summary(m) for name, m in hparams["modules"].items() if name != "encoder"},
     }
@@ -154,7 +154,7 @@ class ProbeBrain(FaultTolerantBrain):
             lens = torch.tensor([h.shape[1] / T for h in items], device=wavs.device)
             return self.modules.weighted_sum(stacked), lens
         with torch.no_grad():
-            hidden, padding_mask = self.modules.encoder(wavs, wav_lens)
+            _, padding_mask, hidden = self.modules.encoder.encode(wavs, wav_lens, hidden=True)
             hidden = torch.stack([h.detach() for h in hidden], dim=0)
         valid = (~padding_mask).sum(dim=1)
         if cache is not None:
@@ -259,10 +259,6 @@ def fit_and_test_classifier(brain: "ClassificationBrain", hparams, train, valid,
     return brain.test_stats["acc"]
 
 
-def encoder_mixer(encoder) -> str:
-    return str(encoder.model.config.get("mixer", "unknown"))
-
-
 def write_metrics(hparams, task: str, probe: str, metrics: Dict[str, dict], extra: Optional[dict] = None) -> Path:
     """Write ``<output_folder>/mp3s_metrics.json``.
 
@@ -272,7 +268,7 @@ def write_metrics(hparams, task: str, probe: str, metrics: Dict[str, dict], extr
         "task": task,
         "probe": probe,
         "dataset": hparams["dataset"],
-        "mixer": encoder_mixer(hparams["encoder"]),
+        "mixer": hparams["encoder"].mixer,
         "pretrained_path": str(hparams["pretrained_path"]),
         "metrics": metrics,
         "layer_weights": [round(w, 4) for w in hparams["weighted_sum"].normalized_weights().tolist()],

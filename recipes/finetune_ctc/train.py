@@ -60,12 +60,9 @@ class CTCFineTuneBrain(FaultTolerantBrain):
         wavs, wav_lens = batch.sig
         if stage == sb.Stage.TRAIN and self.hparams.augment:
             wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
-        encoder = self.modules.encoder
-        encoder = getattr(encoder, "module", encoder)
         train_encoder = stage == sb.Stage.TRAIN and self.optimizer_step >= self.hparams.encoder_freeze_steps
         with torch.set_grad_enabled(train_encoder):
-            feats, mask = encoder.features(wavs, wav_lens)
-            out, out_mask = encoder.model.encode(feats, mask)
+            out, out_mask, _ = self.modules.encoder(wavs, wav_lens)
         logits = self.modules.head(out)
         log_probs = logits.float().log_softmax(-1)
         out_lens = (~out_mask).sum(1).float() / out_mask.shape[1]  # relative, SpeechBrain style
@@ -92,11 +89,8 @@ class CTCFineTuneBrain(FaultTolerantBrain):
     def init_optimizers(self):
         encoder = getattr(self.modules.encoder, "module", self.modules.encoder)
         head = getattr(self.modules.head, "module", self.modules.head)
-        # the pre-training head and quantizer are not used here: leave them out
-        enc_params = [p for n, p in encoder.model.named_parameters()
-                      if p.requires_grad and not n.startswith(("head.", "quantizer."))]
         self.head_optimizer = self.hparams.head_opt_class(head.parameters())
-        self.encoder_optimizer = self.hparams.encoder_opt_class(enc_params)
+        self.encoder_optimizer = self.hparams.encoder_opt_class(encoder.encoding_parameters())
         self.optimizers_dict = {"head_optimizer": self.head_optimizer, "encoder_optimizer": self.encoder_optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("head_optimizer", self.head_optimizer)
@@ -259,13 +253,13 @@ def run_configuration(hparams) -> dict:
     Returns the ``config`` and ``legacy`` arguments of ``start_experiment``."""
     encoder, head, tokenizer = hparams["encoder"], hparams["head"], hparams["tokenizer"]
     config = {
-        "recipe": "finetune_ctc", "encoder": encoder.model.config, "head": head.config,
+        "recipe": "finetune_ctc", "encoder": encoder.config, "head": head.config,
         "characters": list(tokenizer.labels),
         "pretrained": str(find_save_folder(hparams["pretrained_path"]).resolve()),
         "info": {"pretrained_checkpoint": str(getattr(encoder, "checkpoint", ""))},
     }
     save = Path(hparams["save_folder"])
-    legacy = {str(save / CONFIG_NAME): encoder.model.config, str(save / HEAD_CONFIG_NAME): head.config}
+    legacy = {str(save / CONFIG_NAME): encoder.config, str(save / HEAD_CONFIG_NAME): head.config}
     return {"config": config, "legacy": legacy}
 
 
@@ -285,7 +279,7 @@ def main(argv=None):
     run_on_main(save_asr_config, args=[head, tokenizer, hparams["save_folder"]])
     hparams["checkpointer"].add_recoverable("model", encoder.model)
     logger.info("Fine-tuning a %s encoder (%.2fM parameters) + CTC head (%.2fM) from %s",
-                encoder.model.config["mixer"], count_parameters(encoder.model) / 1e6,
+                encoder.mixer, count_parameters(encoder.model) / 1e6,
                 count_parameters(head) / 1e6, hparams["pretrained_path"])
 
     datasets, train_kwargs = dataio_prepare(hparams, tokenizer)
