@@ -23,9 +23,8 @@ import common  # noqa: E402
 import speechbrain as sb  # noqa: E402
 from speechbrain.utils.distributed import run_on_main  # noqa: E402
 
-from brq_att_alt.probes.verification import (  # noqa: E402
-    compute_eer, compute_min_dcf, read_trial_list, score_trials,
-)
+from brq_att_alt.data.voxceleb import read_trial_list  # noqa: E402
+from brq_att_alt.probes.verification import compute_eer, compute_min_dcf, score_trials  # noqa: E402
 
 TASK = "VoxCeleb1_SV"
 
