@@ -1,12 +1,8 @@
 """Inference with BEST-RQ checkpoints: transcription (CTC fine-tuned) and layer-wise features.
 
 A fine-tuning run of ``recipes/finetune_ctc`` writes into its save folder, next to
-the pre-training layout (``brq_model.json`` + ``CKPT+*/model.ckpt``)::
-
-    ctc_head.json         CTCHead constructor arguments
-    tokenizer.json        the CharTokenizer
-    CKPT+*/head.ckpt      the head weights
-
+the pre-training layout (``brq_model.json`` + ``CKPT+*/model.ckpt``), its CTC head and
+tokenizer (``ctc_head.json``, ``tokenizer.json``, ``CKPT+*/head.ckpt``; see ``asr.py``),
 so ``BestRQTranscriber.from_folder`` can rebuild encoder + head + tokenizer, and
 ``load_pretrained`` still reads the (fine-tuned) encoder alone. Features work for a
 pre-training folder too::
@@ -28,13 +24,12 @@ from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn as nn
 from speechbrain.utils.data_utils import batch_pad_right
 
+from .asr import HEAD_CKPT_NAME, HEAD_CONFIG_NAME, TOKENIZER_NAME, CTCHead
 from .ctc_decoding import BeamSearchDecoder, greedy_decode
 from .data.audio import read_audio
 from .pretrained import (
-    CONFIG_NAME,
     MODEL_CKPT_NAME,
     checkpoint_candidates,
     checkpoint_meta,
@@ -49,48 +44,9 @@ from .text import CharTokenizer
 
 logger = logging.getLogger(__name__)
 
-HEAD_CONFIG_NAME = "ctc_head.json"
-HEAD_CKPT_NAME = "head.ckpt"
-TOKENIZER_NAME = "tokenizer.json"
-SAMPLE_RATE = 16000
 # chunk boundaries at multiples of one encoder frame (4 fbank hops of 10 ms)
 FRAME_SAMPLES = 640
 PathLike = Union[str, Path]
-
-
-class CTCHead(nn.Module):
-    """MLP on top of the encoder: ``num_layers`` Linear layers, the last one to the vocabulary.
-
-    Hidden layers: Linear -> LayerNorm -> LeakyReLU -> Dropout (LayerNorm, unlike
-    BatchNorm, ignores the padded frames of other utterances). Returns logits (B, T, V).
-    """
-
-    def __init__(self, input_size: int, vocab_size: int, hidden_size: int = 512, num_layers: int = 3,
-                 dropout: float = 0.15):
-        super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.config = dict(input_size=input_size, vocab_size=vocab_size, hidden_size=hidden_size,
-                           num_layers=num_layers, dropout=dropout)
-        layers: List[nn.Module] = []
-        size = input_size
-        for _ in range(num_layers - 1):
-            layers += [nn.Linear(size, hidden_size), nn.LayerNorm(hidden_size), nn.LeakyReLU(), nn.Dropout(dropout)]
-            size = hidden_size
-        layers.append(nn.Linear(size, vocab_size))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def save_asr_config(head: CTCHead, tokenizer: CharTokenizer, save_folder: PathLike) -> Path:
-    """Write ``ctc_head.json`` and ``tokenizer.json`` into a save folder; returns it."""
-    save_folder = Path(save_folder)
-    save_folder.mkdir(parents=True, exist_ok=True)
-    (save_folder / HEAD_CONFIG_NAME).write_text(json.dumps(head.config, indent=2, sort_keys=True))
-    tokenizer.save(save_folder / TOKENIZER_NAME)
-    return save_folder
 
 
 def ranked_checkpoints(save_folder: Path) -> List[Path]:
@@ -328,14 +284,4 @@ class BestRQTranscriber:
         return out  # type: ignore[return-value]
 
 
-__all__ = [
-    "CTCHead",
-    "best_checkpoint",
-    "HEAD_CKPT_NAME",
-    "HEAD_CONFIG_NAME",
-    "LayerFeatures",
-    "BestRQTranscriber",
-    "TOKENIZER_NAME",
-    "save_asr_config",
-    "CONFIG_NAME",
-]
+__all__ = ["BestRQTranscriber", "LayerFeatures", "best_checkpoint"]

@@ -42,18 +42,6 @@ def save_model_config(model: BestRQModel, save_folder: Union[str, Path]) -> Path
     return path
 
 
-def save_pretrained(model: BestRQModel, save_folder: Union[str, Path], name: str = "CKPT+exported") -> Path:
-    """Write a model in the layout of a pre-training run (config + CKPT folder); returns save_folder.
-
-    Useful to export a model trained elsewhere, and for tests.
-    """
-    save_folder = Path(save_folder)
-    save_model_config(model, save_folder)
-    (save_folder / name).mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), save_folder / name / MODEL_CKPT_NAME)
-    return save_folder
-
-
 def find_save_folder(path: Union[str, Path]) -> Path:
     """Accept a run's output folder, its ``save`` folder, or a CKPT folder inside it."""
     path = Path(path)

@@ -4,7 +4,6 @@ import json
 import logging
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,17 +228,15 @@ def test_lm_decoder_or_none_builds_the_decoder(tmp_path, kenlm, decoding_log):
         lm_decoder_or_none(CharTokenizer(), tmp_path / "nope.arpa")
 
 
-def test_finetune_recipe_writes_greedy_results_without_kenlm(tmp_path, monkeypatch, decoding_log):
-    """The fine-tuning recipe's test stage: LM asked for, kenlm missing -> greedy results, no crash."""
-    import importlib.util
+def test_ctc_brain_writes_greedy_results_without_kenlm(tmp_path, monkeypatch, decoding_log):
+    """The test stage of fine-tuning and the ASR probes (asr.CTCBrain): LM asked for, kenlm
+    missing -> greedy results, no crash."""
     from types import SimpleNamespace
 
     import speechbrain as sb
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("finetune_ctc_lm", root / "recipes" / "finetune_ctc" / "train.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    from brq_att_alt.asr import CTCBrain
+
     monkeypatch.setitem(sys.modules, "kenlm", None)
     logged = []
     hparams = SimpleNamespace(
@@ -248,13 +245,14 @@ def test_finetune_recipe_writes_greedy_results_without_kenlm(tmp_path, monkeypat
         bootstrap_samples=50, seed=0, epoch_counter=SimpleNamespace(current=1),
         train_logger=SimpleNamespace(log_stats=lambda **kw: logged.append(kw)),
     )
-    brain = SimpleNamespace(hparams=hparams, test_split="test-clean")
-    for name in ("on_stage_start", "write_test_results", "_report"):
-        setattr(brain, name, getattr(recipe.CTCFineTuneBrain, name).__get__(brain))
+    brain = SimpleNamespace(hparams=hparams)
+    for name in ("on_stage_start", "write_test_report"):
+        setattr(brain, name, getattr(CTCBrain, name).__get__(brain))
     brain.on_stage_start(sb.Stage.TEST)
     assert brain.lm_decoder is None and len(decoding_log) == 1 and "kenlm" in decoding_log[0]
-    brain.ids, brain.refs, brain.hyps = ["u1", "u2"], ["THE CAT SAT", "A DOG"], ["THE CAT SAT", "A DOG RAN"]
-    brain.write_test_results({"loss": 1.0})
+    brain.ids, brain.refs = ["u1", "u2"], ["THE CAT SAT", "A DOG"]
+    brain.hyps["greedy"] += ["THE CAT SAT", "A DOG RAN"]
+    brain.write_test_report("test-clean", 1.0)
     results = json.loads((tmp_path / "wer_test-clean.json").read_text())
     assert set(results) == {"split", "checkpoint_epoch", "greedy"} and results["greedy"]["wer"] == pytest.approx(20.0)
     assert (tmp_path / "hyp_test-clean_greedy.txt").is_file() and not (tmp_path / "hyp_test-clean_lm.txt").exists()

@@ -10,17 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from brq_att_alt.inference import HEAD_CKPT_NAME, BestRQTranscriber, CTCHead, save_asr_config
+from brq_att_alt.asr import HEAD_CKPT_NAME, CTCHead, save_asr_config
+from brq_att_alt.inference import BestRQTranscriber
 from brq_att_alt.model import BestRQModel
-from brq_att_alt.pretrained import PretrainedEncoder, save_pretrained
+from brq_att_alt.pretrained import PretrainedEncoder
 from brq_att_alt.text import CharTokenizer
 from brq_att_alt.transcribe import main as transcribe_main
+from helpers import REPO_ROOT, TINY_MODEL, save_run
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_SPEECH = [REPO_ROOT / "tests" / "samples" / "real_speech"]
-TINY = dict(d_model=32, num_layers=2, nhead=2, d_ffn=64, kernel_size=7, codebook_size=16)
-
-
 
 
 def expected_frames(num_samples: int) -> int:
@@ -30,8 +28,8 @@ def expected_frames(num_samples: int) -> int:
 
 def make_finetuned_folder(root: Path, mixer: str = "summarymixing", head: bool = True) -> Path:
     torch.manual_seed(0)
-    model = BestRQModel(mixer=mixer, **TINY)
-    save = save_pretrained(model, root / "save")
+    model = BestRQModel(mixer=mixer, **TINY_MODEL)
+    save = save_run(model, root / "save")
     if head:
         tok = CharTokenizer()
         ctc = CTCHead(32, tok.vocab_size, hidden_size=32)
@@ -142,7 +140,7 @@ def test_pretrained_folder_cannot_transcribe(pretrained_only, real_files, tmp_pa
 # -------------------------------------------------------------- long audio
 def test_chunked_frontend_is_exact():
     torch.manual_seed(0)
-    model = BestRQModel(mixer="fastformer", **TINY)
+    model = BestRQModel(mixer="fastformer", **TINY_MODEL)
     whole = BestRQTranscriber(PretrainedEncoder(model), frontend_chunk_frames=0)
     pieces = BestRQTranscriber(PretrainedEncoder(model), frontend_chunk_frames=100)
     wavs, lens = torch.randn(2, 16000 * 7 + 123) * 0.1, torch.tensor([1.0, 0.61])
@@ -155,7 +153,7 @@ def test_chunked_frontend_is_exact():
 
 def test_mhsa_long_audio_is_chunked_with_a_warning():
     torch.manual_seed(0)
-    asr = BestRQTranscriber(PretrainedEncoder(BestRQModel(mixer="mhsa", **TINY)), CTCHead(32, 29, 32), CharTokenizer(),
+    asr = BestRQTranscriber(PretrainedEncoder(BestRQModel(mixer="mhsa", **TINY_MODEL)), CTCHead(32, 29, 32), CharTokenizer(),
                             chunk_seconds=10)
     wav = torch.randn(1, 16000 * 25) * 0.1
     with pytest.warns(UserWarning, match="chunks"):
@@ -173,7 +171,8 @@ LONG_AUDIO_SCRIPT = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     warnings.simplefilter("error")  # a chunking warning would fail the run
-    from brq_att_alt.inference import BestRQTranscriber, CTCHead
+    from brq_att_alt.asr import CTCHead
+    from brq_att_alt.inference import BestRQTranscriber
     from brq_att_alt.model import BestRQModel
     from brq_att_alt.pretrained import PretrainedEncoder
     from brq_att_alt.text import CharTokenizer
@@ -204,7 +203,7 @@ def test_five_minutes_in_one_pass_with_bounded_memory(tmp_path):
     script = tmp_path / "long.py"
     script.write_text(LONG_AUDIO_SCRIPT)
     env = {"PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, str(script), "summarymixing", "300", json.dumps(TINY)],
+    proc = subprocess.run([sys.executable, str(script), "summarymixing", "300", json.dumps(TINY_MODEL)],
                           capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -11,7 +11,7 @@ from brq_att_alt.probes import (
     PooledLinear, WeightedLayerSum, XvectorHead, compute_eer, compute_min_dcf, cosine_score,
     score_trials,
 )
-from mp3s_fixtures import tiny_pretrained  # noqa: F401  (fixture)
+from helpers import TINY_MODEL, save_run
 
 
 # ----------------------------------------------------------------- weighted sum
@@ -101,12 +101,10 @@ def test_heads_shapes():
 @pytest.mark.parametrize("mixer", ["mhsa", "pom", "fastformer", "hypermixing"])
 def test_frozen_encoder_bit_identical_after_probe_steps(mixer, tmp_path):
     from brq_att_alt.model import BestRQModel
-    from brq_att_alt.pretrained import load_pretrained, save_pretrained
-
-    from mp3s_fixtures import TINY_MODEL
+    from brq_att_alt.pretrained import load_pretrained
 
     torch.manual_seed(0)
-    folder = save_pretrained(BestRQModel(mixer, **TINY_MODEL), tmp_path / "run" / "save")
+    folder = save_run(BestRQModel(mixer, **TINY_MODEL), tmp_path / "run" / "save")
     encoder = load_pretrained(folder.parent)  # any mixer, from the run's output folder
     assert encoder.mixer == mixer and encoder.num_hidden_states == 3
     before = {k: v.clone() for k, v in encoder.state_dict().items()}

@@ -263,20 +263,9 @@ def prepare_recipe_manifests(
     train_csv: Union[str, Path],
     min_duration: Optional[float] = None,
     max_duration: Optional[float] = None,
-    synthetic_folder: Optional[Union[str, Path]] = None,
-    synthetic_options: Optional[dict] = None,
 ) -> None:
-    """The data step of the LibriSpeech-layout recipes (pre-training, CTC fine-tuning).
-
-    If ``data_folder`` is ``synthetic_folder``, the synthetic corpus is made there first
-    (nothing is done when it is complete). Then one manifest per split is written to
-    ``manifest_folder`` and the train splits are concatenated into ``train_csv``.
-    """
-    data_folder = Path(data_folder)
-    if synthetic_folder is not None and data_folder.resolve() == Path(synthetic_folder).resolve():
-        from .synthetic import make_synthetic_corpus
-
-        make_synthetic_corpus(data_folder, **(synthetic_options or {}))
+    """The data step of the LibriSpeech-layout recipes (pre-training, CTC fine-tuning): one
+    manifest per split in ``manifest_folder``, the train splits concatenated into ``train_csv``."""
     splits = list(dict.fromkeys([*train_splits, *other_splits]))
     prepare_librispeech(data_folder, manifest_folder, splits=splits, min_duration=min_duration, max_duration=max_duration)
     merge_manifests([Path(manifest_folder) / f"{split}.csv" for split in train_splits], train_csv)
