@@ -1,6 +1,8 @@
 """MP3S driver: the results table layout (no recipe run)."""
 
 import csv
+import subprocess
+import sys
 
 from helpers import MP3S, load_script
 
@@ -46,3 +48,15 @@ def test_tiny_overrides_cover_every_recipe_and_its_yaml_keys():
         for key in list(run_all.TINY_COMMON) + list(run_all.TINY[(recipe.task, recipe.probe)]):
             assert key in keys, f"--tiny overrides {key}, absent from {recipe.task}/{recipe.probe}"
         assert {"pretrained_path", "data_folder", "dataset", "output_folder", "probe_name"} <= keys
+
+
+def test_a_probe_entry_point_runs_from_any_folder(tmp_path):
+    """``python recipes/MP3S/<Task>/<probe>/train.py`` (a link to ``<Task>/train.py``) imports only
+    the installed package: started from another folder it gets as far as loading the encoder."""
+    script = MP3S / "SLURP_IC" / "linear" / "train.py"
+    yaml = MP3S / "SLURP_IC" / "linear" / "hparams" / "linear.yaml"
+    proc = subprocess.run([sys.executable, str(script), str(yaml), f"--pretrained_path={tmp_path / 'no_run'}",
+                           f"--output_folder={tmp_path / 'out'}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "ImportError" not in proc.stderr and "ModuleNotFoundError" not in proc.stderr
+    assert f"{tmp_path / 'no_run'} does not exist" in proc.stderr
