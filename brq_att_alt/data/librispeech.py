@@ -20,13 +20,12 @@ Call it through ``speechbrain.utils.distributed.run_on_main`` in multi-process
 runs; it only writes files.
 """
 
-import csv
 import logging
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from ..csv_files import read_csv, write_csv
+from ..csv_files import csv_columns, read_csv, write_csv
 from .manifest import already_prepared, check_audio_file, fmt_duration, map_files, record_options, write_skipped
 
 logger = logging.getLogger(__name__)
@@ -244,8 +243,7 @@ def merge_manifests(csv_paths: Sequence[Union[str, Path]], out_csv: Union[str, P
     """Concatenate CSV manifests that share a header into ``out_csv`` (one header)."""
     columns, rows = None, []
     for path in csv_paths:
-        with open(path, newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), [])
+        header = csv_columns(path)
         if columns is not None and header != columns:
             raise ValueError(f"{path} has columns {header}, the first manifest {columns}: cannot merge")
         columns = header
