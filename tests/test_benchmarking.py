@@ -394,7 +394,7 @@ def test_quick_help_matches_the_preset():
     assert len(q) == 12  # a new preset entry needs its words in quick_help (and here)
 
 
-TINY_ARGS = ["--mixers", "mhsa", "pom", "--lengths", "1", "--runs", "2", "--batch-size", "1", "--d-model", "32",
+TINY_ARGS = ["--variants", "mhsa", "pom", "--lengths", "1", "--runs", "2", "--batch-size", "1", "--d-model", "32",
              "--num-layers", "1", "--nhead", "2", "--d-ffn", "64", "--device", "cpu", "--threads", "1"]
 
 
