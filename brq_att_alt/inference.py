@@ -9,7 +9,7 @@ pre-training folder too::
 
     asr = BestRQTranscriber.from_folder("results/finetune_ctc/.../")
     asr.transcribe_file("a.flac")                 # -> "HELLO WORLD"
-    feats = asr.layer_features("a.flac")          # .hidden: num_layers + 1 tensors (1, T', d)
+    feats = asr.layer_features("a.flac")          # .hidden: num_hidden_states tensors (1, T', d)
 
 Long recordings: the linear mixers (everything but ``mhsa``) take a whole file in one
 pass under ``torch.inference_mode`` (memory linear in its length). With ``mhsa``
@@ -70,14 +70,14 @@ def best_checkpoint(save_folder: Path) -> Path:
 
 
 class LayerFeatures(NamedTuple):
-    """``hidden``: num_layers + 1 tensors (B, T', d) (front end, then each layer; zeros on padding);
+    """``hidden``: ``num_hidden_states`` tensors (B, T', d) (front end, then each layer; zeros on padding);
     ``lengths``: (B,) valid frames (40 ms each)."""
 
     hidden: List[torch.Tensor]
     lengths: torch.Tensor
 
     def stacked(self) -> torch.Tensor:
-        """(num_layers + 1, B, T', d)."""
+        """(num_hidden_states, B, T', d)."""
         return torch.stack(self.hidden)
 
 
@@ -235,7 +235,7 @@ class BestRQTranscriber:
     def layer_features(self, file_or_batch, wav_lens: Optional[torch.Tensor] = None) -> LayerFeatures:
         """Every hidden state of the encoder for a file, a list of files, or a (B, samples) batch.
 
-        Returns ``LayerFeatures(hidden, lengths)``: num_layers + 1 tensors (B, T', d) and the
+        Returns ``LayerFeatures(hidden, lengths)``: num_hidden_states tensors (B, T', d) and the
         (B,) numbers of valid frames (files in a list are padded to the longest, in order).
         """
         wavs, lens = self._load_batch(file_or_batch, wav_lens)

@@ -69,7 +69,8 @@ def _find_root(data_folder: Path) -> Path:
 
 
 def prepare_iemocap(data_folder: Union[str, Path], save_folder: Union[str, Path],
-                    test_sessions: Optional[Iterable[int]] = None, valid_ratio: float = 0.1) -> Dict[str, Dict[str, str]]:
+                    test_sessions: Optional[Iterable[int]] = None,
+                    valid_ratio: float = 0.1) -> Dict[str, Dict[str, str]]:
     """Write all.csv and the leave-one-session-out folds; returns {session: {train,valid,test}}."""
     save_folder = Path(save_folder)
     root = _find_root(Path(data_folder).expanduser())
