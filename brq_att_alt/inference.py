@@ -59,16 +59,6 @@ def ranked_checkpoints(save_folder: Path) -> List[Path]:
     return best + [c for c in newest_first if c not in best]
 
 
-def best_checkpoint(save_folder: Path) -> Path:
-    """The complete ``CKPT+*`` folder with the lowest validation WER; the newest one when none
-    records a WER."""
-    ranked = ranked_checkpoints(Path(save_folder))
-    if not ranked:
-        raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved "
-                                "a checkpoint?")
-    return ranked[0]
-
-
 class LayerFeatures(NamedTuple):
     """``hidden``: ``num_hidden_states`` tensors (B, T', d) (front end, then each layer; zeros on padding);
     ``lengths``: (B,) valid frames (40 ms each)."""
@@ -139,11 +129,7 @@ class BestRQTranscriber:
         if named is not None:
             ckpt, (encoder_state, head_state) = named, read(named)
         else:
-            candidates = ranked_checkpoints(save_folder)
-            if not candidates:
-                raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved "
-                                        "a checkpoint?")
-            ckpt, (encoder_state, head_state) = first_readable(candidates, read)
+            ckpt, (encoder_state, head_state) = first_readable(ranked_checkpoints(save_folder), read, save_folder)
         encoder = build_encoder(save_folder, encoder_state, ckpt, freeze=True)
         head = tokenizer = None
         if has_head:
@@ -284,4 +270,4 @@ class BestRQTranscriber:
         return out  # type: ignore[return-value]
 
 
-__all__ = ["BestRQTranscriber", "LayerFeatures", "best_checkpoint"]
+__all__ = ["BestRQTranscriber", "LayerFeatures", "ranked_checkpoints"]

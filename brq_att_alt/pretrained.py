@@ -110,15 +110,6 @@ def checkpoint_candidates(save_folder: Path, needed: Sequence[str] = (MODEL_CKPT
     return direct + ckpts
 
 
-def latest_checkpoint(save_folder: Path) -> Path:
-    """Newest complete checkpoint folder that holds a model checkpoint."""
-    ckpts = checkpoint_candidates(Path(save_folder))
-    if not ckpts:
-        raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved "
-                                "a checkpoint?")
-    return ckpts[0]
-
-
 def load_state(ckpt: Path, name: str = MODEL_CKPT_NAME, map_location: Union[str, torch.device] = "cpu"):
     """``torch.load(ckpt / name)``; CheckpointError naming the folder if it cannot be read."""
     path = Path(ckpt) / name
@@ -133,9 +124,10 @@ def load_state(ckpt: Path, name: str = MODEL_CKPT_NAME, map_location: Union[str,
                               f"({type(err).__name__}: {detail})") from err
 
 
-def first_readable(candidates: Sequence[Path], load: Callable[[Path], T]) -> Tuple[Path, T]:
+def first_readable(candidates: Sequence[Path], load: Callable[[Path], T], save_folder: Path) -> Tuple[Path, T]:
     """(checkpoint, load(checkpoint)) for the first candidate ``load`` can read; each one that
-    raises CheckpointError is reported and the next is tried. CheckpointError if none can."""
+    raises CheckpointError is reported and the next is tried. CheckpointError if none can,
+    FileNotFoundError if there is none (``save_folder`` names where none was found)."""
     failed = []
     for ckpt in candidates:
         try:
@@ -149,7 +141,7 @@ def first_readable(candidates: Sequence[Path], load: Callable[[Path], T]) -> Tup
         return ckpt, result
     if failed:
         raise CheckpointError("No checkpoint can be read: " + "; ".join(failed))
-    raise FileNotFoundError("No checkpoint found (has the run saved one?)")
+    raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved a checkpoint?")
 
 
 class EncoderOutput(NamedTuple):
@@ -288,11 +280,8 @@ def load_pretrained(
     if named is not None:
         ckpt, state = named, load_state(named, MODEL_CKPT_NAME, map_location)
     else:
-        candidates = checkpoint_candidates(save_folder)
-        if not candidates:
-            raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved a "
-                                    "checkpoint?")
-        ckpt, state = first_readable(candidates, lambda c: load_state(c, MODEL_CKPT_NAME, map_location))
+        ckpt, state = first_readable(checkpoint_candidates(save_folder),
+                                     lambda c: load_state(c, MODEL_CKPT_NAME, map_location), save_folder)
     return build_encoder(save_folder, state, ckpt, freeze, **config_overrides)
 
 

@@ -214,18 +214,28 @@ def test_five_minutes_in_one_pass_with_bounded_memory(tmp_path):
 
 
 def test_best_checkpoint_is_chosen_by_validation_wer(tmp_path):
-    from brq_att_alt.inference import best_checkpoint
+    from brq_att_alt.inference import ranked_checkpoints
 
     save = tmp_path / "save"
     for name, wer, t in (("CKPT+a", 50.0, 3), ("CKPT+b", 30.0, 1), ("CKPT+c", 70.0, 2)):
         (save / name).mkdir(parents=True)
         (save / name / "model.ckpt").write_bytes(b"x")
         (save / name / "CKPT.yaml").write_text(f"WER: {wer}\nend-of-epoch: true\nunixtime: {t}\n")
-    assert best_checkpoint(save).name == "CKPT+b"
+    assert ranked_checkpoints(save)[0].name == "CKPT+b"
     for name in ("CKPT+a", "CKPT+b", "CKPT+c"):  # no WER recorded: the newest
         meta = save / name / "CKPT.yaml"
         meta.write_text("\n".join(line for line in meta.read_text().splitlines() if not line.startswith("WER")))
-    assert best_checkpoint(save).name == "CKPT+a"
+    assert ranked_checkpoints(save)[0].name == "CKPT+a"
+
+
+def test_a_run_without_checkpoint_is_a_clear_error(tmp_path):
+    from brq_att_alt.pretrained import load_pretrained
+
+    save = save_run(BestRQModel("mhsa", **TINY_MODEL), tmp_path / "save")
+    (save / "CKPT+exported" / "model.ckpt").unlink()
+    for load in (load_pretrained, BestRQTranscriber.from_folder):
+        with pytest.raises(FileNotFoundError, match=r"No complete CKPT\+\*/model.ckpt in .*has the run saved"):
+            load(tmp_path)
 
 
 # ------------------------------------------------------------ bad input (issue 10)
@@ -271,7 +281,7 @@ def test_cli_device_and_model_path_errors(finetuned, real_files, tmp_path, capsy
 
 
 def test_ckpt_folder_loads_exactly_that_checkpoint(tmp_path, real_files):
-    from brq_att_alt.inference import best_checkpoint
+    from brq_att_alt.inference import ranked_checkpoints
 
     root = make_finetuned_folder(tmp_path / "ft")
     save = root / "save"
@@ -284,7 +294,7 @@ def test_ckpt_folder_loads_exactly_that_checkpoint(tmp_path, real_files):
     torch.save(head_state, newer / HEAD_CKPT_NAME)
     torch.save(torch.load(older / "model.ckpt"), newer / "model.ckpt")
     (newer / "CKPT.yaml").write_text("WER: 10.0\nend-of-epoch: true\nunixtime: 2\n")
-    assert best_checkpoint(save) == newer
+    assert ranked_checkpoints(save)[0] == newer
     default = BestRQTranscriber.from_folder(root)
     assert default.encoder.checkpoint == newer
     named = BestRQTranscriber.from_folder(older)  # a CKPT+ path: exactly that one
