@@ -11,6 +11,7 @@ Data fixtures (session-scoped, made once per test session):
 - ``mp3s_recipes``: ``run_recipe(task, probe, output, pretrained, data_folder, *overrides)``
   runs the MP3S recipe ``recipes/MP3S/<task>/<probe>`` (its entry point's ``main``) in this
   process, with 1 epoch and batches of 4 unless the overrides say otherwise.
+- ``real_speech``: the folder of the 12 real recordings of tests/samples/real_speech.
 - ``real_librispeech``: the 12 real recordings of tests/samples/real_speech
   laid out as ``<tmp>/LibriSpeech/dev-clean/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac``
   (speakers 1001 and 1002, chapters 2001 and 2002); the two files without a
@@ -24,9 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import MP3S, REPO_ROOT, TINY_MODEL, load_script, save_run
-
-REAL_SPEECH = REPO_ROOT / "tests" / "samples" / "real_speech"
+from helpers import MP3S, REAL_SPEECH, TINY_MODEL, load_script, save_run
 
 TINY_CORPUS_OPTIONS = {
     "num_speakers": 4,
@@ -68,6 +67,12 @@ def mp3s_recipes():
         return entry_points[task].main(argv)
 
     return run_recipe
+
+
+@pytest.fixture(scope="session")
+def real_speech() -> Path:
+    """``tests/samples/real_speech``: 12 real recordings + transcripts.csv (the test fails if missing)."""
+    return real_speech_dir()
 
 
 def real_speech_dir() -> Path:

@@ -7,6 +7,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MP3S = REPO_ROOT / "recipes" / "MP3S"
+REAL_SPEECH = REPO_ROOT / "tests" / "samples" / "real_speech"  # 12 recordings shipped with the repository
 
 # The tiny BestRQModel of the tests (BestRQModel arguments but the mixer)
 TINY_MODEL = dict(d_model=32, num_layers=2, nhead=4, d_ffn=64, kernel_size=7, codebook_size=64)

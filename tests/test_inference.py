@@ -18,9 +18,6 @@ from brq_att_alt.text import CharTokenizer
 from brq_att_alt.transcribe import main as transcribe_main
 from helpers import REPO_ROOT, TINY_MODEL, save_run
 
-REAL_SPEECH = [REPO_ROOT / "tests" / "samples" / "real_speech"]
-
-
 def expected_frames(num_samples: int) -> int:
     """fbank frames (10 ms hop, centred) padded to a multiple of 4, then / 4."""
     return (num_samples // 160 + 1 + 3) // 4
@@ -51,12 +48,8 @@ def pretrained_only(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def real_files():
-    for folder in REAL_SPEECH:
-        files = sorted(folder.glob("*.wav"))
-        if files:
-            return files
-    pytest.skip(f"no real speech recordings in {REAL_SPEECH[0]}")
+def real_files(real_speech):
+    return sorted(real_speech.glob("*.wav"))
 
 
 # ------------------------------------------------------------- transcription
