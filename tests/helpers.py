@@ -1,6 +1,8 @@
 """Small helpers and constants shared by the tests (not a test module; fixtures are in conftest.py)."""
 
+import contextlib
 import importlib.util
+import logging
 from pathlib import Path
 
 import torch
@@ -28,6 +30,31 @@ def save_run(model, save_folder, name: str = "CKPT+exported") -> Path:
     (save_folder / name).mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), save_folder / name / MODEL_CKPT_NAME)
     return save_folder
+
+
+class _Messages(logging.Handler):
+    def __init__(self, level):
+        super().__init__(level)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def logged_messages(logger: logging.Logger, level: int = logging.DEBUG):
+    """The messages ``logger`` emits at ``level`` and above inside the block, as a list
+    (SpeechBrain's logging set-up replaces the root handlers, and so pytest's caplog)."""
+    handler = _Messages(level)
+    old_level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
 
 
 def load_script(path, name: str = None):

@@ -7,7 +7,7 @@ import pytest
 from brq_att_alt.hparams import load_hparams
 from brq_att_alt.mixers import MIXERS, check_mixer_options, mixer_option_names, mixer_options
 from brq_att_alt.sizes import D_MODEL
-from helpers import REPO_ROOT as ROOT, load_script, tiny_model_args
+from helpers import REPO_ROOT as ROOT, load_script, logged_messages, tiny_model_args
 
 PAPER_YAMLS = sorted(p for p in (ROOT / "hparams").glob("brq_*.yaml") if "tiny" not in p.name)
 
@@ -89,15 +89,6 @@ def test_check_mixer_options_every_entry():
 
 
 # ------------------------------------------------------------------ train.py log
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def test_train_logs_mixer_width_and_parameters(tiny_corpus, tmp_path, monkeypatch):
     pretrain = load_script(ROOT / "train.py")
 
@@ -106,14 +97,10 @@ def test_train_logs_mixer_width_and_parameters(tiny_corpus, tmp_path, monkeypatc
             pass
 
     monkeypatch.setattr(pretrain, "BestRQBrain", NoFitBrain)
-    # SpeechBrain's logging set-up replaces the root handlers (and so pytest's caplog)
-    records = _Records()
-    pretrain.logger.addHandler(records)
-    pretrain.logger.setLevel(logging.INFO)
-    pretrain.main([str(ROOT / "hparams" / "brq_tiny.yaml"), f"--data_folder={tiny_corpus}",
-                   f"--output_folder={tmp_path}", "--train_splits=[train-clean-100]", "--attention_type=pom",
-                   *tiny_model_args(num_layers=1)])
-    pretrain.logger.removeHandler(records)
-    lines = [m for m in records.messages if "BEST-RQ model" in m]
+    with logged_messages(pretrain.logger, logging.INFO) as messages:
+        pretrain.main([str(ROOT / "hparams" / "brq_tiny.yaml"), f"--data_folder={tiny_corpus}",
+                       f"--output_folder={tmp_path}", "--train_splits=[train-clean-100]", "--attention_type=pom",
+                       *tiny_model_args(num_layers=1)])
+    lines = [m for m in messages if "BEST-RQ model" in m]
     assert len(lines) == 1
     assert lines[0].startswith("BEST-RQ model: mixer pom, d_model 32, ") and "M trainable parameters" in lines[0]

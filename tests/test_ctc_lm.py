@@ -1,7 +1,6 @@
 """Character tokenizer, CTC greedy / LM beam-search decoding, ARPA n-gram builder, WER + bootstrap CI."""
 
 import json
-import logging
 import math
 import sys
 
@@ -14,6 +13,7 @@ from brq_att_alt.ctc_decoding import BeamSearchDecoder, greedy_decode, lm_decode
 from brq_att_alt.ngram import build_arpa, kneser_ney, main as ngram_main
 from brq_att_alt.text import CharTokenizer
 from brq_att_alt.wer import corpus_wer, edit_ops, wer_bootstrap_ci, wer_report
+from helpers import logged_messages
 
 TOY_TEXTS = ["the cat sat", "the cat ran", "a dog sat on the mat", "the dog ran", "the cat sat on the mat"]
 
@@ -181,23 +181,12 @@ def test_beam_search_missing_lm_and_missing_kenlm(tmp_path, monkeypatch):
         BeamSearchDecoder(CharTokenizer(), lm_path=lm)
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def decoding_log():
     """Messages logged by brq_att_alt.ctc_decoding (SpeechBrain's logging set-up can displace caplog)."""
-    records = _Records()
-    ctc_decoding.logger.addHandler(records)
     ctc_decoding._warn_lm_skipped.cache_clear()
-    yield records.messages
-    ctc_decoding.logger.removeHandler(records)
+    with logged_messages(ctc_decoding.logger) as messages:
+        yield messages
     ctc_decoding._warn_lm_skipped.cache_clear()
 
 

@@ -112,13 +112,19 @@ def folder_snapshot(folder: Path) -> dict:
 
 
 # =================================================================== 1. non-finite audio
-@pytest.mark.slow
-def test_nan_audio_in_pretraining_is_skipped_and_reported(tiny_corpus, tmp_path, monkeypatch):
+@pytest.fixture
+def nan_in_pretraining(tmp_path, monkeypatch):
+    """train.py with a NaN utterance (NAN_ID) added to its training manifest."""
     nan_wav = write_nan_wav(tmp_path / "bad" / "nan.wav", 1.6)
     monkeypatch.setattr(pretrain, "prepare_data",
                         with_nan_utterance(pretrain.prepare_data, lambda hp, _: hp["train_csv"], nan_wav))
+    return pretrain
+
+
+@pytest.mark.slow
+def test_nan_audio_in_pretraining_is_skipped_and_reported(tiny_corpus, tmp_path, nan_in_pretraining):
     out = tmp_path / "run"
-    brain = pretrain.main(run_args(tiny_corpus, out, "--number_of_epochs=2"))
+    brain = nan_in_pretraining.main(run_args(tiny_corpus, out, "--number_of_epochs=2"))
     # one bad batch per epoch: skipped, counted, with the utterance id
     assert brain.skipped_total == 2 and brain.skipped_in_a_row == 0
     report = (out / SKIPPED_REPORT).read_text().splitlines()
@@ -136,13 +142,10 @@ def test_nan_audio_in_pretraining_is_skipped_and_reported(tiny_corpus, tmp_path,
 
 
 @pytest.mark.slow
-def test_nan_audio_in_a_row_stops_the_run(tiny_corpus, tmp_path, monkeypatch):
-    nan_wav = write_nan_wav(tmp_path / "bad" / "nan.wav", 1.6)
-    monkeypatch.setattr(pretrain, "prepare_data",
-                        with_nan_utterance(pretrain.prepare_data, lambda hp, _: hp["train_csv"], nan_wav))
+def test_nan_audio_in_a_row_stops_the_run(tiny_corpus, tmp_path, nan_in_pretraining):
     out = tmp_path / "run"
     with pytest.raises(NonFiniteTrainingError, match=NAN_ID) as err:
-        pretrain.main(run_args(tiny_corpus, out, "--number_of_epochs=1", "--max_skipped_batches_in_a_row=1"))
+        nan_in_pretraining.main(run_args(tiny_corpus, out, "--number_of_epochs=1", "--max_skipped_batches_in_a_row=1"))
     assert "max_skipped_batches_in_a_row" in str(err.value)
     assert NAN_ID in (out / SKIPPED_REPORT).read_text()
 
