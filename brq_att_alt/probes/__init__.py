@@ -1,4 +1,5 @@
-"""Downstream probing of frozen BEST-RQ encoders (MP3S): layer mixing, probe heads, scoring."""
+"""Downstream probing of frozen BEST-RQ encoders (MP3S): layer mixing, probe heads, scoring
+(``probes.training``: the probe Brains and the training of a probe, for the recipes)."""
 
 from .heads import (
     ECAPAHead,
