@@ -8,8 +8,10 @@ Usage::
     python train.py hparams/brq_tiny.yaml                            # CPU demo, synthetic corpus
     torchrun --nproc_per_node=8 train.py hparams/brq_mamba.yaml --data_folder ...
 
-The data folder has the LibriSpeech layout. When it is the YAML's ``synthetic_folder``
-and does not exist yet, the synthetic espeak-ng corpus is generated there first.
+The data folder has the LibriSpeech layout. With ``dataset: synthetic`` in the YAML (the
+tiny one's default) the synthetic espeak-ng corpus is generated there first if absent.
+The last line printed is the run's output folder (the downstream recipes'
+``--pretrained_path``).
 A run resumes from its newest readable checkpoint (intra-epoch ones included) when
 started again with the same output folder; it refuses, before writing anything, an
 output folder that holds a run of another model configuration. A batch with a
@@ -19,18 +21,18 @@ non-finite loss or gradient (e.g. NaN audio) is skipped and logged
 """
 
 import logging
-import sys
 from pathlib import Path
 
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from brq_att_alt.data import prepare_recipe_manifests, read_audio
-from brq_att_alt.hparams import load_hparams as load_recipe_hparams
+from brq_att_alt.data.datasets import audio_dataset
+from brq_att_alt.data.librispeech import prepare_recipe_manifests
+from brq_att_alt.data.synthetic import ensure_synthetic_corpus
+from brq_att_alt.hparams import load_hparams
 from brq_att_alt.masking import encoder_frame_mask
-from brq_att_alt.mixers import check_mixer_name
 from brq_att_alt.model import count_parameters
 from brq_att_alt.pretrained import CONFIG_NAME, save_model_config
 from brq_att_alt.training import FaultTolerantBrain, init_distributed, start_experiment
@@ -93,31 +95,12 @@ class BestRQBrain(FaultTolerantBrain):
 
 
 def dataio_prepare(hparams):
-    """CSV manifests -> train/valid DynamicItemDatasets with a robust audio pipeline."""
-    datasets = {}
-    for name, csv in (("train", hparams["train_csv"]), ("valid", hparams["valid_csv"])):
-        data = sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path=csv)
-        datasets[name] = data.filtered_sorted(
-            sort_key="duration",
-            key_min_value={"duration": hparams["min_duration"]},
-            key_max_value={"duration": hparams["max_duration"]},
-        )
-        if len(datasets[name]) == 0:
-            raise ValueError(
-                f"No utterance of {csv} lies within min_duration={hparams['min_duration']} and "
-                f"max_duration={hparams['max_duration']} s: check the data or these keys."
-            )
-
-    @sb.utils.data_pipeline.takes("wav")
-    @sb.utils.data_pipeline.provides("sig")
-    def audio_pipeline(wav):
-        return read_audio(wav, sample_rate=hparams["sample_rate"])
-
-    sb.dataio.dataset.add_dynamic_item(list(datasets.values()), audio_pipeline)
-    sb.dataio.dataset.set_output_keys(list(datasets.values()), ["id", "sig"])
-
+    """CSV manifests -> train/valid datasets (``sig``) and the dynamic batch sampler of training."""
+    train, valid = (audio_dataset(hparams[key], hparams["sample_rate"], min_duration=hparams["min_duration"],
+                                  max_duration=hparams["max_duration"]) for key in ("train_csv", "valid_csv"))
+    sb.dataio.dataset.set_output_keys([train, valid], ["id", "sig"])
     train_sampler = sb.dataio.sampler.DynamicBatchSampler(
-        datasets["train"],
+        train,
         max_batch_length=hparams["max_batch_length"],
         num_buckets=hparams["num_buckets"],
         length_func=lambda x: x["duration"],
@@ -125,28 +108,21 @@ def dataio_prepare(hparams):
         batch_ordering="random",
         seed=hparams["seed"],
     )
-    return datasets["train"], datasets["valid"], train_sampler
+    return train, valid, train_sampler
 
 
 def prepare_data(hparams):
-    """Synthetic corpus if it is the data folder and absent; manifests, and ``train_csv``."""
+    """The synthetic corpus (``dataset: synthetic``, made if absent), the manifests, ``train_csv``."""
+    if hparams["dataset"] == "synthetic":
+        ensure_synthetic_corpus(hparams["data_folder"], hparams["synthetic_corpus_options"])
     prepare_recipe_manifests(
         hparams["data_folder"], hparams["manifest_folder"], hparams["train_splits"], [hparams["valid_split"]],
         hparams["train_csv"], min_duration=hparams["min_duration"], max_duration=hparams["max_duration"],
-        synthetic_folder=hparams["synthetic_folder"], synthetic_options=hparams["synthetic_corpus_options"],
     )
 
 
-def load_hparams(argv):
-    """Shared HyperPyYAML loading, then a clear error for an unknown mixer name."""
-    hparams_file, run_opts, overrides, hparams = load_recipe_hparams(argv)
-    check_mixer_name(hparams["attention_type"])
-    return hparams_file, run_opts, overrides, hparams
-
-
-def main(argv=None, brain_class=BestRQBrain):
+def main(argv=None):
     """Run pre-training; ``argv`` as on the command line (default sys.argv[1:])."""
-    argv = sys.argv[1:] if argv is None else argv
     hparams_file, run_opts, overrides, hparams = load_hparams(argv)
     if run_opts.get("precision") == "fp16" and not torch.cuda.is_available():
         raise SystemExit("--precision fp16 needs a CUDA device; use bf16 or fp32 on CPU.")
@@ -165,7 +141,7 @@ def main(argv=None, brain_class=BestRQBrain):
     )
     train_data, valid_data, train_sampler = dataio_prepare(hparams)
 
-    brain = brain_class(
+    brain = BestRQBrain(
         modules=hparams["modules"],
         opt_class=hparams["optimizer"],
         hparams=hparams,
@@ -184,4 +160,6 @@ def main(argv=None, brain_class=BestRQBrain):
 
 
 if __name__ == "__main__":
-    main()
+    brain = main()
+    if if_main_process():
+        print(brain.hparams.output_folder)  # the last line (scripts/demo.sh reads it)

@@ -16,6 +16,7 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 
+from .padding import relative_to_absolute_lengths
 from .text import CharTokenizer
 
 logger = logging.getLogger(__name__)
@@ -29,13 +30,11 @@ def absolute_lengths(lengths: Optional[torch.Tensor], batch: int, max_len: int) 
     if lengths is None:
         return [max_len] * batch
     lengths = torch.as_tensor(lengths)
+    if lengths.numel() != batch:
+        raise ValueError(f"{lengths.numel()} lengths for a batch of {batch}")
     if lengths.is_floating_point():
-        out = torch.round(lengths.double() * max_len).long()
-    else:
-        out = lengths.long()
-    if out.numel() != batch:
-        raise ValueError(f"{out.numel()} lengths for a batch of {batch}")
-    return out.clamp(0, max_len).tolist()
+        return relative_to_absolute_lengths(lengths, max_len).tolist()
+    return lengths.long().clamp(0, max_len).tolist()
 
 
 def greedy_decode(log_probs: torch.Tensor, lengths: Optional[torch.Tensor] = None,

@@ -3,10 +3,12 @@
 import dataclasses
 import re
 import sys
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
+
+DATASETS = ("synthetic", "real")  # the values of the `dataset` key of every recipe YAML
 
 
 def _float_interval_minutes(argv: List[str]) -> Tuple[List[str], Optional[float]]:
@@ -28,11 +30,10 @@ def _float_interval_minutes(argv: List[str]) -> Tuple[List[str], Optional[float]
 
 
 def load_hparams(argv: Optional[List[str]] = None) -> Tuple[str, dict, str, dict]:
-    """``sb.parse_arguments`` + ``load_hyperpyyaml``: (hparams_file, run_opts, overrides, hparams).
+    """``sb.parse_arguments`` + ``load_hparams_file``: (hparams_file, run_opts, overrides, hparams).
 
-    An override naming no key of the YAML file stops with a message that says so,
-    instead of HyperPyYAML's KeyError listing every key; so does a key the YAML marks
-    ``!PLACEHOLDER`` (no default, e.g. ``data_folder``) that the command line leaves out.
+    ``argv`` as on the command line (default ``sys.argv[1:]``): the YAML file, then
+    ``--key=value`` overrides and SpeechBrain run options.
     """
     argv = sys.argv[1:] if argv is None else argv
     argv, interval_minutes = _float_interval_minutes(list(argv))
@@ -43,6 +44,18 @@ def load_hparams(argv: Optional[List[str]] = None) -> Tuple[str, dict, str, dict
     # SpeechBrain 1.1 parses --optimizer_step_limit as a string; Brain.fit compares it to ints.
     if isinstance(getattr(run_opts, "optimizer_step_limit", None), str):
         run_opts = dataclasses.replace(run_opts, optimizer_step_limit=int(run_opts.optimizer_step_limit))
+    return hparams_file, run_opts, overrides, load_hparams_file(hparams_file, overrides)
+
+
+def load_hparams_file(hparams_file: str, overrides: Union[str, dict, None] = None) -> dict:
+    """``load_hyperpyyaml`` of a recipe YAML with ``overrides`` (YAML text or a dict), with clear errors.
+
+    An override naming no key of the YAML file stops with a message that says so,
+    instead of HyperPyYAML's KeyError listing every key; so does a key the YAML marks
+    ``!PLACEHOLDER`` (no default, e.g. ``data_folder``) that the command line leaves out,
+    and a ``dataset`` key (every recipe's "synthetic corpus or real data?") that is neither
+    of ``DATASETS``.
+    """
     with open(hparams_file, encoding="utf-8") as fin:
         try:
             hparams = load_hyperpyyaml(fin, overrides)
@@ -63,4 +76,7 @@ def load_hparams(argv: Optional[List[str]] = None) -> Tuple[str, dict, str, dict
                 f"{hparams_file}: {key} has no default value and must be given on the command "
                 f"line: --{key}=VALUE (see the comment above {key} in the YAML file)."
             ) from err
-    return hparams_file, run_opts, overrides, hparams
+    if "dataset" in hparams and hparams["dataset"] not in DATASETS:
+        raise SystemExit(f"{hparams_file}: dataset must be one of {DATASETS} (the synthetic corpus or the real "
+                         f"dataset in data_folder), got {hparams['dataset']!r}")
+    return hparams

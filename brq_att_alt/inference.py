@@ -1,19 +1,15 @@
 """Inference with BEST-RQ checkpoints: transcription (CTC fine-tuned) and layer-wise features.
 
 A fine-tuning run of ``recipes/finetune_ctc`` writes into its save folder, next to
-the pre-training layout (``brq_model.json`` + ``CKPT+*/model.ckpt``)::
-
-    ctc_head.json         CTCHead constructor arguments
-    tokenizer.json        the CharTokenizer
-    CKPT+*/head.ckpt      the head weights
-
+the pre-training layout (``brq_model.json`` + ``CKPT+*/model.ckpt``), its CTC head and
+tokenizer (``ctc_head.json``, ``tokenizer.json``, ``CKPT+*/head.ckpt``; see ``asr.py``),
 so ``BestRQTranscriber.from_folder`` can rebuild encoder + head + tokenizer, and
 ``load_pretrained`` still reads the (fine-tuned) encoder alone. Features work for a
 pre-training folder too::
 
     asr = BestRQTranscriber.from_folder("results/finetune_ctc/.../")
     asr.transcribe_file("a.flac")                 # -> "HELLO WORLD"
-    feats = asr.layer_features("a.flac")          # .hidden: num_layers + 1 tensors (1, T', d)
+    feats = asr.layer_features("a.flac")          # .hidden: num_hidden_states tensors (1, T', d)
 
 Long recordings: the linear mixers (everything but ``mhsa``) take a whole file in one
 pass under ``torch.inference_mode`` (memory linear in its length). With ``mhsa``
@@ -28,13 +24,12 @@ from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn as nn
 from speechbrain.utils.data_utils import batch_pad_right
 
+from .asr import HEAD_CKPT_NAME, HEAD_CONFIG_NAME, TOKENIZER_NAME, CTCHead
 from .ctc_decoding import BeamSearchDecoder, greedy_decode
 from .data.audio import read_audio
 from .pretrained import (
-    CONFIG_NAME,
     MODEL_CKPT_NAME,
     checkpoint_candidates,
     checkpoint_meta,
@@ -49,48 +44,9 @@ from .text import CharTokenizer
 
 logger = logging.getLogger(__name__)
 
-HEAD_CONFIG_NAME = "ctc_head.json"
-HEAD_CKPT_NAME = "head.ckpt"
-TOKENIZER_NAME = "tokenizer.json"
-SAMPLE_RATE = 16000
 # chunk boundaries at multiples of one encoder frame (4 fbank hops of 10 ms)
 FRAME_SAMPLES = 640
 PathLike = Union[str, Path]
-
-
-class CTCHead(nn.Module):
-    """MLP on top of the encoder: ``num_layers`` Linear layers, the last one to the vocabulary.
-
-    Hidden layers: Linear -> LayerNorm -> LeakyReLU -> Dropout (LayerNorm, unlike
-    BatchNorm, ignores the padded frames of other utterances). Returns logits (B, T, V).
-    """
-
-    def __init__(self, input_size: int, vocab_size: int, hidden_size: int = 512, num_layers: int = 3,
-                 dropout: float = 0.15):
-        super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.config = dict(input_size=input_size, vocab_size=vocab_size, hidden_size=hidden_size,
-                           num_layers=num_layers, dropout=dropout)
-        layers: List[nn.Module] = []
-        size = input_size
-        for _ in range(num_layers - 1):
-            layers += [nn.Linear(size, hidden_size), nn.LayerNorm(hidden_size), nn.LeakyReLU(), nn.Dropout(dropout)]
-            size = hidden_size
-        layers.append(nn.Linear(size, vocab_size))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def save_asr_config(head: CTCHead, tokenizer: CharTokenizer, save_folder: PathLike) -> Path:
-    """Write ``ctc_head.json`` and ``tokenizer.json`` into a save folder; returns it."""
-    save_folder = Path(save_folder)
-    save_folder.mkdir(parents=True, exist_ok=True)
-    (save_folder / HEAD_CONFIG_NAME).write_text(json.dumps(head.config, indent=2, sort_keys=True))
-    tokenizer.save(save_folder / TOKENIZER_NAME)
-    return save_folder
 
 
 def ranked_checkpoints(save_folder: Path) -> List[Path]:
@@ -103,25 +59,15 @@ def ranked_checkpoints(save_folder: Path) -> List[Path]:
     return best + [c for c in newest_first if c not in best]
 
 
-def best_checkpoint(save_folder: Path) -> Path:
-    """The complete ``CKPT+*`` folder with the lowest validation WER; the newest one when none
-    records a WER."""
-    ranked = ranked_checkpoints(Path(save_folder))
-    if not ranked:
-        raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved "
-                                "a checkpoint?")
-    return ranked[0]
-
-
 class LayerFeatures(NamedTuple):
-    """``hidden``: num_layers + 1 tensors (B, T', d) (front end, then each layer; zeros on padding);
+    """``hidden``: ``num_hidden_states`` tensors (B, T', d) (front end, then each layer; zeros on padding);
     ``lengths``: (B,) valid frames (40 ms each)."""
 
     hidden: List[torch.Tensor]
     lengths: torch.Tensor
 
     def stacked(self) -> torch.Tensor:
-        """(num_layers + 1, B, T', d)."""
+        """(num_hidden_states, B, T', d)."""
         return torch.stack(self.hidden)
 
 
@@ -151,11 +97,11 @@ class BestRQTranscriber:
         self.head = head.eval().to(self.device) if head is not None else None
         self.tokenizer = tokenizer
         self.decoder = decoder
-        self.mixer = encoder.model.config["mixer"]
+        self.mixer = encoder.mixer
         if chunk_seconds is None:
             chunk_seconds = 30.0 if self.mixer == "mhsa" else 0.0
         self.chunk_seconds = float(chunk_seconds)
-        self.sample_rate = encoder.features.sample_rate
+        self.sample_rate = encoder.sample_rate
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -183,11 +129,7 @@ class BestRQTranscriber:
         if named is not None:
             ckpt, (encoder_state, head_state) = named, read(named)
         else:
-            candidates = ranked_checkpoints(save_folder)
-            if not candidates:
-                raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved "
-                                        "a checkpoint?")
-            ckpt, (encoder_state, head_state) = first_readable(candidates, read)
+            ckpt, (encoder_state, head_state) = first_readable(ranked_checkpoints(save_folder), read, save_folder)
         encoder = build_encoder(save_folder, encoder_state, ckpt, freeze=True)
         head = tokenizer = None
         if has_head:
@@ -206,7 +148,7 @@ class BestRQTranscriber:
         if head is not None and (lm_path or beam_size > 1):
             decoder = BeamSearchDecoder(tokenizer, lm_path=lm_path or None, alpha=alpha, beta=beta,
                                         beam_size=max(beam_size, 1))
-        logger.info("Loaded %s (mixer %s, checkpoint %s, %s)", save_folder, encoder.model.config["mixer"],
+        logger.info("Loaded %s (mixer %s, checkpoint %s, %s)", save_folder, encoder.mixer,
                     ckpt.name, "with CTC head" if head is not None else "encoder only")
         return cls(encoder, head, tokenizer, decoder, chunk_seconds=chunk_seconds, device=device)
 
@@ -215,40 +157,6 @@ class BestRQTranscriber:
         return self.head is not None
 
     # ---------------------------------------------------------------- encoding
-    def _frontend(self, feats: torch.Tensor, mask: torch.Tensor):
-        """The conv front end, run over time chunks when the input is long.
-
-        The front end is local (receptive field +-3 fbank frames at 40 ms output steps) but
-        its first Conv2d has 128 channels: on minutes of audio that activation, not the linear
-        mixers, would dominate the memory. Chunks overlap by 8 fbank frames and the 2 output
-        frames next to each cut are dropped, so the result equals the one-pass output.
-        """
-        frontend = self.encoder.model.frontend
-        chunk = self.frontend_chunk_frames
-        T = feats.shape[1]
-        if chunk <= 0 or T <= chunk:
-            return frontend(feats, mask)
-        chunk -= chunk % 4
-        ctx = 8
-        outs, masks = [], []
-        for start in range(0, T, chunk):
-            lo, hi = max(0, start - ctx), min(T, start + chunk + ctx)
-            x, m = frontend(feats[:, lo:hi], mask[:, lo:hi])
-            first = (start - lo) // 4
-            n = (min(start + chunk, T) - start + 3) // 4
-            outs.append(x[:, first : first + n])
-            masks.append(m[:, first : first + n])
-        return torch.cat(outs, 1), torch.cat(masks, 1)
-
-    def _encode_one_pass(self, wavs: torch.Tensor, wav_lens: torch.Tensor, hidden: bool):
-        feats, mask = self.encoder.features(wavs, wav_lens)
-        x, out_mask = self._frontend(feats, mask)
-        del feats
-        out = self.encoder.model.encoder(x, out_mask, return_hidden=hidden)
-        if hidden:
-            return out[0], out_mask, out[1]
-        return out, out_mask, None
-
     def _encode(self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor], hidden: bool = False):
         """-> (output (B, T', d), lengths (B,), hidden states list or None)."""
         wavs = wavs.to(self.device).float()
@@ -264,7 +172,7 @@ class BestRQTranscriber:
         num_samples = torch.round(wav_lens * wavs.shape[1]).long()
         chunk = int(round(self.chunk_seconds * self.sample_rate / FRAME_SAMPLES)) * FRAME_SAMPLES
         if chunk <= 0 or int(num_samples.max()) <= chunk:
-            out, mask, states = self._encode_one_pass(wavs, wav_lens, hidden)
+            out, mask, states = self.encoder.encode(wavs, wav_lens, hidden, self.frontend_chunk_frames)
             return out, (~mask).sum(1), states
         warnings.warn(
             f"{self.mixer} has quadratic memory: audio longer than {self.chunk_seconds:g} s is encoded "
@@ -280,7 +188,7 @@ class BestRQTranscriber:
                 pieces[-2] = torch.cat([pieces[-2], pieces.pop()])
             o_parts, s_parts = [], []
             for piece in pieces:
-                o, m, s = self._encode_one_pass(piece.unsqueeze(0), torch.ones(1, device=self.device), hidden)
+                o, m, s = self.encoder.encode(piece.unsqueeze(0), None, hidden, self.frontend_chunk_frames)
                 n = int((~m).sum())
                 o_parts.append(o[0, :n])
                 if hidden:
@@ -313,7 +221,7 @@ class BestRQTranscriber:
     def layer_features(self, file_or_batch, wav_lens: Optional[torch.Tensor] = None) -> LayerFeatures:
         """Every hidden state of the encoder for a file, a list of files, or a (B, samples) batch.
 
-        Returns ``LayerFeatures(hidden, lengths)``: num_layers + 1 tensors (B, T', d) and the
+        Returns ``LayerFeatures(hidden, lengths)``: num_hidden_states tensors (B, T', d) and the
         (B,) numbers of valid frames (files in a list are padded to the longest, in order).
         """
         wavs, lens = self._load_batch(file_or_batch, wav_lens)
@@ -362,14 +270,4 @@ class BestRQTranscriber:
         return out  # type: ignore[return-value]
 
 
-__all__ = [
-    "CTCHead",
-    "best_checkpoint",
-    "HEAD_CKPT_NAME",
-    "HEAD_CONFIG_NAME",
-    "LayerFeatures",
-    "BestRQTranscriber",
-    "TOKENIZER_NAME",
-    "save_asr_config",
-    "CONFIG_NAME",
-]
+__all__ = ["BestRQTranscriber", "LayerFeatures", "ranked_checkpoints"]

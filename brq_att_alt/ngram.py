@@ -21,12 +21,13 @@ CLI::
 """
 
 import argparse
-import csv
 import logging
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from .csv_files import read_csv
 
 logger = logging.getLogger(__name__)
 
@@ -166,11 +167,7 @@ def read_transcripts(path: Union[str, Path], column: str = "wrd") -> List[str]:
     if not path.is_file():
         raise FileNotFoundError(f"Transcript file not found: {path}")
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or column not in reader.fieldnames:
-                raise ValueError(f"{path} has no column {column!r} (columns: {reader.fieldnames})")
-            return [row[column] for row in reader if row[column].strip()]
+        return [row[column] for row in read_csv(path, required=[column]) if row[column].strip()]
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 

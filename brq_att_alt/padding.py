@@ -15,20 +15,17 @@ def lengths_to_padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor
     return steps.unsqueeze(0) >= lengths.to(steps.device).unsqueeze(1)
 
 
-def relative_lengths_to_padding_mask(rel_lens: torch.Tensor, max_len: int) -> torch.Tensor:
-    """SpeechBrain relative lengths (B,) in [0, 1] -> padding mask (B, max_len).
+def relative_to_absolute_lengths(rel_lens: torch.Tensor, max_len: int) -> torch.Tensor:
+    """SpeechBrain relative lengths (B,) in [0, 1] -> absolute lengths (B,) in frames (long).
 
-    The absolute length is ``round(rel_len * max_len)``, as in SpeechBrain.
+    ``round(rel_len * max_len)`` as in SpeechBrain, kept within [1, max_len].
     """
-    lengths = torch.round(rel_lens * max_len).long().clamp(min=1, max=max_len)
-    return lengths_to_padding_mask(lengths, max_len)
+    return torch.round(torch.as_tensor(rel_lens).double() * max_len).long().clamp(min=1, max=max_len)
 
 
-def padding_mask_to_lengths(mask: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Padding mask (B, T) -> absolute lengths (B,); ``None`` -> all of x's T."""
-    if mask is None:
-        return torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
-    return (~mask).sum(dim=1)
+def relative_lengths_to_padding_mask(rel_lens: torch.Tensor, max_len: int) -> torch.Tensor:
+    """SpeechBrain relative lengths (B,) in [0, 1] -> padding mask (B, max_len), True = padded."""
+    return lengths_to_padding_mask(relative_to_absolute_lengths(rel_lens, max_len), max_len)
 
 
 def zero_padded(x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:

@@ -16,7 +16,7 @@ broken, or a path that does not exist, is an error.
 import json
 import logging
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 import yaml
@@ -40,18 +40,6 @@ def save_model_config(model: BestRQModel, save_folder: Union[str, Path]) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(model.config, indent=2, sort_keys=True))
     return path
-
-
-def save_pretrained(model: BestRQModel, save_folder: Union[str, Path], name: str = "CKPT+exported") -> Path:
-    """Write a model in the layout of a pre-training run (config + CKPT folder); returns save_folder.
-
-    Useful to export a model trained elsewhere, and for tests.
-    """
-    save_folder = Path(save_folder)
-    save_model_config(model, save_folder)
-    (save_folder / name).mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), save_folder / name / MODEL_CKPT_NAME)
-    return save_folder
 
 
 def find_save_folder(path: Union[str, Path]) -> Path:
@@ -122,15 +110,6 @@ def checkpoint_candidates(save_folder: Path, needed: Sequence[str] = (MODEL_CKPT
     return direct + ckpts
 
 
-def latest_checkpoint(save_folder: Path) -> Path:
-    """Newest complete checkpoint folder that holds a model checkpoint."""
-    ckpts = checkpoint_candidates(Path(save_folder))
-    if not ckpts:
-        raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved "
-                                "a checkpoint?")
-    return ckpts[0]
-
-
 def load_state(ckpt: Path, name: str = MODEL_CKPT_NAME, map_location: Union[str, torch.device] = "cpu"):
     """``torch.load(ckpt / name)``; CheckpointError naming the folder if it cannot be read."""
     path = Path(ckpt) / name
@@ -145,9 +124,10 @@ def load_state(ckpt: Path, name: str = MODEL_CKPT_NAME, map_location: Union[str,
                               f"({type(err).__name__}: {detail})") from err
 
 
-def first_readable(candidates: Sequence[Path], load: Callable[[Path], T]) -> Tuple[Path, T]:
+def first_readable(candidates: Sequence[Path], load: Callable[[Path], T], save_folder: Path) -> Tuple[Path, T]:
     """(checkpoint, load(checkpoint)) for the first candidate ``load`` can read; each one that
-    raises CheckpointError is reported and the next is tried. CheckpointError if none can."""
+    raises CheckpointError is reported and the next is tried. CheckpointError if none can,
+    FileNotFoundError if there is none (``save_folder`` names where none was found)."""
     failed = []
     for ckpt in candidates:
         try:
@@ -161,16 +141,29 @@ def first_readable(candidates: Sequence[Path], load: Callable[[Path], T]) -> Tup
         return ckpt, result
     if failed:
         raise CheckpointError("No checkpoint can be read: " + "; ".join(failed))
-    raise FileNotFoundError("No checkpoint found (has the run saved one?)")
+    raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved a checkpoint?")
+
+
+class EncoderOutput(NamedTuple):
+    """What ``PretrainedEncoder.encode`` returns.
+
+    ``output``: (B, T', d_model) the last layer (40 ms frames); ``padding_mask``: (B, T') bool,
+    True = padded; ``hidden``: with ``hidden=True`` the ``num_hidden_states`` tensors
+    (B, T', d_model) (front-end output, then every Conformer layer), else None.
+    """
+
+    output: torch.Tensor
+    padding_mask: torch.Tensor
+    hidden: Optional[List[torch.Tensor]]
 
 
 class PretrainedEncoder(nn.Module):
     """Waveforms -> hidden states of a pre-trained BEST-RQ encoder.
 
-    ``forward(wavs (B, samples), wav_lens (B,) relative)`` returns
-    ``(hidden, padding_mask)``: a list of num_layers + 1 tensors (B, T', d_model)
-    (front-end output, then every Conformer layer; 40 ms frames) and the (B, T')
-    bool padding mask (True = padded).
+    ``encode`` is the one path from audio to hidden states, used by the probes, CTC
+    fine-tuning and inference; calling the module (or a DDP wrapper of it) runs it.
+    ``mixer`` names the token mixer, ``num_hidden_states`` counts the tensors of
+    ``hidden`` (num_layers + 1), ``d_model`` is their width.
     """
 
     def __init__(self, model: BestRQModel):
@@ -180,17 +173,76 @@ class PretrainedEncoder(nn.Module):
         self.checkpoint: Optional[Path] = None  # the checkpoint folder of the weights (load_pretrained)
 
     @property
-    def num_layers(self) -> int:
+    def config(self) -> dict:
+        """The ``BestRQModel`` constructor arguments (``brq_model.json``)."""
+        return self.model.config
+
+    @property
+    def mixer(self) -> str:
+        return self.model.config["mixer"]
+
+    @property
+    def num_hidden_states(self) -> int:
+        """How many tensors ``encode(..., hidden=True)`` returns: front end + every layer."""
         return self.model.config["num_layers"] + 1
 
     @property
     def d_model(self) -> int:
         return self.model.config["d_model"]
 
-    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    @property
+    def sample_rate(self) -> int:
+        return self.features.sample_rate
+
+    def encoding_parameters(self) -> List[nn.Parameter]:
+        """The trainable parameters ``encode`` uses (the pre-training head and quantizer are left out)."""
+        return [p for name, p in self.model.named_parameters()
+                if p.requires_grad and not name.startswith(("head.", "quantizer."))]
+
+    def encode(self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None, hidden: bool = False,
+               frontend_chunk_frames: int = 0) -> EncoderOutput:
+        """(B, samples) 16 kHz waveforms + relative lengths (B,) (None: all full) -> ``EncoderOutput``.
+
+        ``frontend_chunk_frames`` > 0 runs the conv front end over pieces of that many fbank
+        frames (exact: see ``_frontend``), for minutes of audio; 0 = one piece.
+        """
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0], device=wavs.device)
         feats, mask = self.features(wavs, wav_lens)
-        _, out_mask, hidden = self.model.encode(feats, mask, return_hidden=True)
-        return hidden, out_mask
+        x, out_mask = self._frontend(feats, mask, frontend_chunk_frames)
+        del feats
+        out = self.model.encoder(x, out_mask, return_hidden=hidden)
+        if hidden:
+            return EncoderOutput(out[0], out_mask, out[1])
+        return EncoderOutput(out, out_mask, None)
+
+    def forward(self, *args, **kwargs) -> EncoderOutput:
+        """``encode`` (so that the module, and a DDP wrapper of it, can be called)."""
+        return self.encode(*args, **kwargs)
+
+    def _frontend(self, feats: torch.Tensor, mask: torch.Tensor, chunk: int):
+        """The conv front end, run over time chunks of ``chunk`` fbank frames when the input is longer.
+
+        The front end is local (receptive field +-3 fbank frames at 40 ms output steps) but
+        its first Conv2d has 128 channels: on minutes of audio that activation, not the linear
+        mixers, would dominate the memory. Chunks overlap by 8 fbank frames and the 2 output
+        frames next to each cut are dropped, so the result equals the one-pass output.
+        """
+        frontend = self.model.frontend
+        T = feats.shape[1]
+        if chunk <= 0 or T <= chunk:
+            return frontend(feats, mask)
+        chunk -= chunk % 4
+        ctx = 8
+        outs, masks = [], []
+        for start in range(0, T, chunk):
+            lo, hi = max(0, start - ctx), min(T, start + chunk + ctx)
+            x, m = frontend(feats[:, lo:hi], mask[:, lo:hi])
+            first = (start - lo) // 4
+            n = (min(start + chunk, T) - start + 3) // 4
+            outs.append(x[:, first : first + n])
+            masks.append(m[:, first : first + n])
+        return torch.cat(outs, 1), torch.cat(masks, 1)
 
     def freeze(self) -> "PretrainedEncoder":
         """Eval mode and requires_grad False on every parameter; returns self."""
@@ -228,11 +280,8 @@ def load_pretrained(
     if named is not None:
         ckpt, state = named, load_state(named, MODEL_CKPT_NAME, map_location)
     else:
-        candidates = checkpoint_candidates(save_folder)
-        if not candidates:
-            raise FileNotFoundError(f"No complete CKPT+*/{MODEL_CKPT_NAME} in {save_folder}: has the run saved a "
-                                    "checkpoint?")
-        ckpt, state = first_readable(candidates, lambda c: load_state(c, MODEL_CKPT_NAME, map_location))
+        ckpt, state = first_readable(checkpoint_candidates(save_folder),
+                                     lambda c: load_state(c, MODEL_CKPT_NAME, map_location), save_folder)
     return build_encoder(save_folder, state, ckpt, freeze, **config_overrides)
 
 

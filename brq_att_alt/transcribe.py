@@ -9,9 +9,9 @@
 
 Prints one ``FILE<TAB>TRANSCRIPT`` line per file (``--features`` with a pre-training
 folder, which has no CTC head, only extracts features). ``--features OUT.pt`` saves
-``{file: tensor (num_layers + 1, T', d_model)}`` with ``torch.save``. A file that cannot
-be read (missing, a folder, not audio, NaN / Inf samples) is reported on stderr and the
-exit status is 1; the others are still processed. ``--model`` may name a ``CKPT+...``
+``{file: tensor (num_hidden_states, T', d_model)}`` (front end + every layer) with
+``torch.save``. A file that cannot be read (missing, a folder, not audio, NaN / Inf
+samples) is reported on stderr and the exit status is 1; the others are still processed. ``--model`` may name a ``CKPT+...``
 folder of a run: exactly that checkpoint is used. Bad options (a model folder that does
 not exist, ``--device cuda`` without CUDA) give a one-line error and exit status 2.
 """

@@ -12,7 +12,7 @@ and recomputes that ratio (percentile interval, Bisani & Ney 2004).
 """
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -42,9 +42,6 @@ class EditOps:
     @property
     def wer(self) -> float:
         return self.errors / self.ref_words if self.ref_words else float(self.errors > 0)
-
-    def as_dict(self) -> Dict[str, int]:
-        return {**asdict(self), "errors": self.errors}
 
 
 def edit_ops(ref: Words, hyp: Words) -> EditOps:

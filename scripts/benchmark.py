@@ -37,7 +37,7 @@ Peak memory (column ``memory_method``):
 Examples:
   python scripts/benchmark.py --quick                      # under two minutes on a 2-core CPU
   python scripts/benchmark.py --device cuda --dtype bf16   # the papers' figure (the default sizes and lengths)
-  python scripts/benchmark.py --device cuda --long --mixers mhsa mhsa_sdpa fastformer pom --log-scale
+  python scripts/benchmark.py --device cuda --long --variants mhsa mhsa_sdpa fastformer pom --log-scale
   python scripts/benchmark.py --device cuda --train-throughput 20 --skip-inference
   python scripts/benchmark.py --config hparams/brq_pom.yaml --config hparams/brq_mhsa.yaml
 """
@@ -68,11 +68,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=None, help=f"output folder (default {DEFAULTS.out})")
-    p.add_argument("--mixers", nargs="+", default=None, choices=list(bm.VARIANTS), metavar="MIXER",
-                   help=f"variants to run, from {', '.join(bm.VARIANTS)} (default: all)")
+    p.add_argument("--variants", "--mixers", dest="variants", nargs="+", default=None, choices=list(bm.VARIANTS),
+                   metavar="VARIANT", help=f"encoder variants to run: a token mixer, or mhsa_sdpa (MHSA with "
+                   f"implementation: sdpa); from {', '.join(bm.VARIANTS)} (default: all)")
     p.add_argument("--config", dest="configs", action="append", default=None, metavar="FILE",
                    help="model config (brq_model.json or a recipe YAML such as hparams/brq_pom.yaml); "
-                        "repeatable; replaces --mixers")
+                        "repeatable; replaces --variants")
     p.add_argument("--size", default=None, choices=["base", "large"],
                    help=f"parameter-matched size table (default {DEFAULTS.size})")
     p.add_argument("--width-scale", type=float, default=None,

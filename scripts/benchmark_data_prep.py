@@ -21,17 +21,14 @@ deleted at the end (--keep to keep it).
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import numpy as np
+import soundfile as sf
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-
-from brq_att_alt.data import prepare_librispeech  # noqa: E402
+from brq_att_alt.data import prepare_librispeech
 
 SPLIT = "train-clean-100"
 UTTS_PER_CHAPTER = 100
@@ -84,7 +81,7 @@ def main():
 
     from speechbrain.utils.parallel import get_available_cpu_count
 
-    from brq_att_alt.benchmarking.machine import machine_info
+    from brq_att_alt.benchmarking.report import machine_info
 
     info = machine_info("cpu")
     workers = args.workers or get_available_cpu_count()

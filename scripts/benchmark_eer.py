@@ -21,8 +21,6 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
 
 
 def worker(trials: int, repeats: int, seed: int = 0) -> dict:
@@ -58,7 +56,7 @@ def worker(trials: int, repeats: int, seed: int = 0) -> dict:
 
 
 def machine() -> str:
-    from brq_att_alt.benchmarking.machine import machine_info
+    from brq_att_alt.benchmarking.report import machine_info
 
     info = machine_info("cpu")
     return (f"{info['cpu']}, {info['usable_cpus']} usable CPUs, {info['memory']} RAM, python {info['python']}, "

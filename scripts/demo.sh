@@ -11,7 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -r requirements.txt -e .
 python scripts/demo_encoders.py
-python train.py hparams/brq_tiny.yaml "$@"
-run=$(python -c "import sys; from brq_att_alt.hparams import load_hparams; print(load_hparams(sys.argv[1:])[3]['output_folder'])" hparams/brq_tiny.yaml "$@")
+log=$(mktemp)
+python -u train.py hparams/brq_tiny.yaml "$@" | tee "$log"
+run=$(tail -n 1 "$log")  # train.py prints its output folder last
+rm -f "$log"
 python recipes/MP3S/run_all.py --pretrained "$run" --tiny --output results/mp3s_tiny
 cat results/mp3s_tiny/results.md

@@ -6,6 +6,12 @@ Data fixtures (session-scoped, made once per test session):
   speakers, 2 utterances per speaker in train-clean-100, dev-clean and
   test-clean, seed 1234): ``<root>/<split>/<spk>/<chapter>/*.flac`` + trans.txt,
   ``<root>/labels.csv`` (ID,split,spk_id,voice,gender,scenario,style,duration,wrd).
+- ``tiny_pretrained``: the save folder of a pre-training run (``brq_model.json`` +
+  ``CKPT+exported/model.ckpt``) holding a random MHSA ``BestRQModel`` of ``helpers.TINY_MODEL``.
+- ``mp3s_recipes``: ``run_recipe(task, probe, output, pretrained, data_folder, *overrides)``
+  runs the MP3S recipe ``recipes/MP3S/<task>/<probe>`` (its entry point's ``main``) in this
+  process, with 1 epoch and batches of 4 unless the overrides say otherwise.
+- ``real_speech``: the folder of the 12 real recordings of tests/samples/real_speech.
 - ``real_librispeech``: the 12 real recordings of tests/samples/real_speech
   laid out as ``<tmp>/LibriSpeech/dev-clean/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac``
   (speakers 1001 and 1002, chapters 2001 and 2002); the two files without a
@@ -19,8 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_SPEECH = REPO_ROOT / "tests" / "samples" / "real_speech"
+from helpers import MP3S, REAL_SPEECH, TINY_MODEL, load_script, save_run
 
 TINY_CORPUS_OPTIONS = {
     "num_speakers": 4,
@@ -37,6 +42,37 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
     return make_synthetic_corpus(tmp_path_factory.mktemp("tiny_corpus") / "corpus",
                                  **TINY_CORPUS_OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory) -> Path:
+    from brq_att_alt.model import BestRQModel
+
+    torch.manual_seed(0)
+    return save_run(BestRQModel("mhsa", **TINY_MODEL), tmp_path_factory.mktemp("tiny_pretrained") / "save")
+
+
+@pytest.fixture(scope="session")
+def mp3s_recipes():
+    entry_points = {}
+
+    def run_recipe(task, probe, output, pretrained, data_folder, *overrides):
+        if task not in entry_points:
+            entry_points[task] = load_script(MP3S / task / "train.py")
+        yaml = MP3S / task / probe / "hparams" / f"{probe}.yaml"
+        given = {o.split("=", 1)[0] for o in overrides}
+        defaults = [d for d in ("--number_of_epochs=1", "--batch_size=4") if d.split("=", 1)[0] not in given]
+        argv = [str(yaml), f"--pretrained_path={pretrained}", f"--output_folder={output}",
+                f"--data_folder={data_folder}", *defaults, *overrides]
+        return entry_points[task].main(argv)
+
+    return run_recipe
+
+
+@pytest.fixture(scope="session")
+def real_speech() -> Path:
+    """``tests/samples/real_speech``: 12 real recordings + transcripts.csv (the test fails if missing)."""
+    return real_speech_dir()
 
 
 def real_speech_dir() -> Path:

@@ -15,9 +15,9 @@ from brq_att_alt import sizes
 from brq_att_alt.benchmarking import measure
 from brq_att_alt.benchmarking.models import config_file_encoders
 from brq_att_alt.csv_files import read_csv, write_csv
+from helpers import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(d_model=32, num_layers=1, nhead=2, d_ffn=64, kernel_size=7, dropout=0.1)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -353,7 +353,7 @@ def test_load_model_config_of_the_paper_yamls(yaml_file):
 
 
 def test_measure_functions_run_in_process():
-    spec = dict(model=dict(mixer="pom", **TINY), seconds=0.5, batch_size=2, runs=2, warmup=1, device="cpu",
+    spec = dict(model=dict(TINY_MODEL, mixer="pom", num_layers=1, dropout=0.1), seconds=0.5, batch_size=2, runs=2, warmup=1, device="cpu",
                 dtype="bf16", time_limit=None, seed=0, threads=1)
     for task in ("inference", "train"):
         res = bm.run_in_process(task, spec)
@@ -396,7 +396,7 @@ def test_quick_help_matches_the_preset():
     assert len(q) == 12  # a new preset entry needs its words in quick_help (and here)
 
 
-TINY_ARGS = ["--mixers", "mhsa", "pom", "--lengths", "1", "--runs", "2", "--batch-size", "1", "--d-model", "32",
+TINY_ARGS = ["--variants", "mhsa", "pom", "--lengths", "1", "--runs", "2", "--batch-size", "1", "--d-model", "32",
              "--num-layers", "1", "--nhead", "2", "--d-ffn", "64", "--device", "cpu", "--threads", "1"]
 
 

@@ -1,16 +1,14 @@
 """Configuration that cannot silently mislead: required data_folder, matched widths, mixer options."""
 
-import importlib.util
 import logging
-from pathlib import Path
 
 import pytest
 
 from brq_att_alt.hparams import load_hparams
 from brq_att_alt.mixers import MIXERS, check_mixer_options, mixer_option_names, mixer_options
 from brq_att_alt.sizes import D_MODEL
+from helpers import REPO_ROOT as ROOT, load_script, logged_messages, tiny_model_args
 
-ROOT = Path(__file__).resolve().parents[1]
 PAPER_YAMLS = sorted(p for p in (ROOT / "hparams").glob("brq_*.yaml") if "tiny" not in p.name)
 
 
@@ -31,7 +29,19 @@ def test_paper_yamls_require_data_folder(yaml, tmp_path):
 
 def test_tiny_yaml_keeps_the_synthetic_default(tmp_path):
     hp = load(ROOT / "hparams" / "brq_tiny.yaml", tmp_path)
-    assert hp["data_folder"] == hp["synthetic_folder"] == "data/synthetic_corpus"
+    assert hp["dataset"] == "synthetic" and hp["data_folder"] == "data/synthetic_corpus"
+
+
+def test_every_recipe_yaml_says_which_dataset(tmp_path):
+    """One `dataset: synthetic | real` key in every recipe YAML; another value is a clear error."""
+    recipe_yamls = list((ROOT / "hparams").glob("brq_*.yaml")) + list((ROOT / "recipes").rglob("hparams/*.yaml"))
+    assert len(recipe_yamls) == 13 + 1 + 10
+    for yaml in recipe_yamls:
+        assert sum(line.startswith("dataset: ") for line in yaml.read_text().splitlines()) == 1, yaml
+    for yaml in PAPER_YAMLS:
+        assert "\ndataset: real\n" in yaml.read_text()
+    with pytest.raises(SystemExit, match=r"dataset must be one of \('synthetic', 'real'\).*'LibriSpeech'"):
+        load(ROOT / "hparams" / "brq_tiny.yaml", tmp_path, "--dataset=LibriSpeech")
 
 
 def test_paper_yaml_with_data_folder_loads(tmp_path):
@@ -80,33 +90,18 @@ def test_check_mixer_options_every_entry():
 
 
 # ------------------------------------------------------------------ train.py log
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-def test_train_logs_mixer_width_and_parameters(tiny_corpus, tmp_path):
-    spec = importlib.util.spec_from_file_location("brq_pretrain_log", ROOT / "train.py")
-    pretrain = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pretrain)
+def test_train_logs_mixer_width_and_parameters(tiny_corpus, tmp_path, monkeypatch):
+    pretrain = load_script(ROOT / "train.py")
 
     class NoFitBrain(pretrain.BestRQBrain):
         def fit(self, *args, **kwargs):
             pass
 
-    # SpeechBrain's logging set-up replaces the root handlers (and so pytest's caplog)
-    records = _Records()
-    pretrain.logger.addHandler(records)
-    pretrain.logger.setLevel(logging.INFO)
-    pretrain.main([str(ROOT / "hparams" / "brq_tiny.yaml"), f"--data_folder={tiny_corpus}",
-                   f"--output_folder={tmp_path}", "--train_splits=[train-clean-100]", "--attention_type=pom",
-                   "--d_model=32", "--num_layers=1", "--nhead=4", "--d_ffn=64", "--codebook_size=16"],
-                  brain_class=NoFitBrain)
-    pretrain.logger.removeHandler(records)
-    lines = [m for m in records.messages if "BEST-RQ model" in m]
+    monkeypatch.setattr(pretrain, "BestRQBrain", NoFitBrain)
+    with logged_messages(pretrain.logger, logging.INFO) as messages:
+        pretrain.main([str(ROOT / "hparams" / "brq_tiny.yaml"), f"--data_folder={tiny_corpus}",
+                       f"--output_folder={tmp_path}", "--train_splits=[train-clean-100]", "--attention_type=pom",
+                       *tiny_model_args(num_layers=1)])
+    lines = [m for m in messages if "BEST-RQ model" in m]
     assert len(lines) == 1
     assert lines[0].startswith("BEST-RQ model: mixer pom, d_model 32, ") and "M trainable parameters" in lines[0]

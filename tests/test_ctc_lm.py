@@ -1,10 +1,8 @@
 """Character tokenizer, CTC greedy / LM beam-search decoding, ARPA n-gram builder, WER + bootstrap CI."""
 
 import json
-import logging
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from brq_att_alt.ctc_decoding import BeamSearchDecoder, greedy_decode, lm_decode
 from brq_att_alt.ngram import build_arpa, kneser_ney, main as ngram_main
 from brq_att_alt.text import CharTokenizer
 from brq_att_alt.wer import corpus_wer, edit_ops, wer_bootstrap_ci, wer_report
+from helpers import logged_messages
 
 TOY_TEXTS = ["the cat sat", "the cat ran", "a dog sat on the mat", "the dog ran", "the cat sat on the mat"]
 
@@ -182,23 +181,12 @@ def test_beam_search_missing_lm_and_missing_kenlm(tmp_path, monkeypatch):
         BeamSearchDecoder(CharTokenizer(), lm_path=lm)
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def decoding_log():
     """Messages logged by brq_att_alt.ctc_decoding (SpeechBrain's logging set-up can displace caplog)."""
-    records = _Records()
-    ctc_decoding.logger.addHandler(records)
     ctc_decoding._warn_lm_skipped.cache_clear()
-    yield records.messages
-    ctc_decoding.logger.removeHandler(records)
+    with logged_messages(ctc_decoding.logger) as messages:
+        yield messages
     ctc_decoding._warn_lm_skipped.cache_clear()
 
 
@@ -229,17 +217,15 @@ def test_lm_decoder_or_none_builds_the_decoder(tmp_path, kenlm, decoding_log):
         lm_decoder_or_none(CharTokenizer(), tmp_path / "nope.arpa")
 
 
-def test_finetune_recipe_writes_greedy_results_without_kenlm(tmp_path, monkeypatch, decoding_log):
-    """The fine-tuning recipe's test stage: LM asked for, kenlm missing -> greedy results, no crash."""
-    import importlib.util
+def test_ctc_brain_writes_greedy_results_without_kenlm(tmp_path, monkeypatch, decoding_log):
+    """The test stage of fine-tuning and the ASR probes (asr.CTCBrain): LM asked for, kenlm
+    missing -> greedy results, no crash."""
     from types import SimpleNamespace
 
     import speechbrain as sb
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("finetune_ctc_lm", root / "recipes" / "finetune_ctc" / "train.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    from brq_att_alt.asr import CTCBrain
+
     monkeypatch.setitem(sys.modules, "kenlm", None)
     logged = []
     hparams = SimpleNamespace(
@@ -248,13 +234,14 @@ def test_finetune_recipe_writes_greedy_results_without_kenlm(tmp_path, monkeypat
         bootstrap_samples=50, seed=0, epoch_counter=SimpleNamespace(current=1),
         train_logger=SimpleNamespace(log_stats=lambda **kw: logged.append(kw)),
     )
-    brain = SimpleNamespace(hparams=hparams, test_split="test-clean")
-    for name in ("on_stage_start", "write_test_results", "_report"):
-        setattr(brain, name, getattr(recipe.CTCFineTuneBrain, name).__get__(brain))
+    brain = SimpleNamespace(hparams=hparams)
+    for name in ("on_stage_start", "write_test_report"):
+        setattr(brain, name, getattr(CTCBrain, name).__get__(brain))
     brain.on_stage_start(sb.Stage.TEST)
     assert brain.lm_decoder is None and len(decoding_log) == 1 and "kenlm" in decoding_log[0]
-    brain.ids, brain.refs, brain.hyps = ["u1", "u2"], ["THE CAT SAT", "A DOG"], ["THE CAT SAT", "A DOG RAN"]
-    brain.write_test_results({"loss": 1.0})
+    brain.ids, brain.refs = ["u1", "u2"], ["THE CAT SAT", "A DOG"]
+    brain.hyps["greedy"] += ["THE CAT SAT", "A DOG RAN"]
+    brain.write_test_report("test-clean", 1.0)
     results = json.loads((tmp_path / "wer_test-clean.json").read_text())
     assert set(results) == {"split", "checkpoint_epoch", "greedy"} and results["greedy"]["wer"] == pytest.approx(20.0)
     assert (tmp_path / "hyp_test-clean_greedy.txt").is_file() and not (tmp_path / "hyp_test-clean_lm.txt").exists()

@@ -10,7 +10,6 @@ depend on what preparation detects. The NaN file is a float32 WAV (soundfile FLO
 import csv
 import errno
 import hashlib
-import importlib.util
 import json
 import logging
 import re
@@ -32,28 +31,21 @@ from brq_att_alt.checkpointing import (
     SafeCheckpointer,
     checkpoint_problem,
 )
+from brq_att_alt.hparams import load_hparams
 from brq_att_alt.training import SKIPPED_REPORT, FaultTolerantBrain, NonFiniteTrainingError, init_distributed
+from helpers import MP3S, REPO_ROOT as ROOT, TINY_MODEL, load_script, save_run, tiny_model_args
 
-ROOT = Path(__file__).resolve().parents[1]
 NAN_ID = "nan-utt-0000"
-TINY_MODEL = ["--d_model=32", "--num_layers=2", "--nhead=4", "--d_ffn=64", "--kernel_size=7", "--codebook_size=256"]
+TINY_MODEL_ARGS = tiny_model_args(codebook_size=256)
 
-
-def load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pretrain = load_module("brq_pretrain_ft", ROOT / "train.py")
+pretrain = load_script(ROOT / "train.py")
 
 
 def run_args(corpus, out, *extra):
     return [
         str(ROOT / "hparams" / "brq_tiny.yaml"), f"--data_folder={corpus}", f"--output_folder={out}",
         "--train_splits=[train-clean-100]", "--max_batch_length=6", "--num_buckets=2", "--attention_type=fastformer",
-        "--progressbar=False", "--ckpt_interval_minutes=0", *TINY_MODEL, *extra,
+        "--progressbar=False", "--ckpt_interval_minutes=0", *TINY_MODEL_ARGS, *extra,
     ]
 
 
@@ -120,13 +112,19 @@ def folder_snapshot(folder: Path) -> dict:
 
 
 # =================================================================== 1. non-finite audio
-@pytest.mark.slow
-def test_nan_audio_in_pretraining_is_skipped_and_reported(tiny_corpus, tmp_path, monkeypatch):
+@pytest.fixture
+def nan_in_pretraining(tmp_path, monkeypatch):
+    """train.py with a NaN utterance (NAN_ID) added to its training manifest."""
     nan_wav = write_nan_wav(tmp_path / "bad" / "nan.wav", 1.6)
     monkeypatch.setattr(pretrain, "prepare_data",
                         with_nan_utterance(pretrain.prepare_data, lambda hp, _: hp["train_csv"], nan_wav))
+    return pretrain
+
+
+@pytest.mark.slow
+def test_nan_audio_in_pretraining_is_skipped_and_reported(tiny_corpus, tmp_path, nan_in_pretraining):
     out = tmp_path / "run"
-    brain = pretrain.main(run_args(tiny_corpus, out, "--number_of_epochs=2"))
+    brain = nan_in_pretraining.main(run_args(tiny_corpus, out, "--number_of_epochs=2"))
     # one bad batch per epoch: skipped, counted, with the utterance id
     assert brain.skipped_total == 2 and brain.skipped_in_a_row == 0
     report = (out / SKIPPED_REPORT).read_text().splitlines()
@@ -144,25 +142,19 @@ def test_nan_audio_in_pretraining_is_skipped_and_reported(tiny_corpus, tmp_path,
 
 
 @pytest.mark.slow
-def test_nan_audio_in_a_row_stops_the_run(tiny_corpus, tmp_path, monkeypatch):
-    nan_wav = write_nan_wav(tmp_path / "bad" / "nan.wav", 1.6)
-    monkeypatch.setattr(pretrain, "prepare_data",
-                        with_nan_utterance(pretrain.prepare_data, lambda hp, _: hp["train_csv"], nan_wav))
+def test_nan_audio_in_a_row_stops_the_run(tiny_corpus, tmp_path, nan_in_pretraining):
     out = tmp_path / "run"
     with pytest.raises(NonFiniteTrainingError, match=NAN_ID) as err:
-        pretrain.main(run_args(tiny_corpus, out, "--number_of_epochs=1", "--max_skipped_batches_in_a_row=1"))
+        nan_in_pretraining.main(run_args(tiny_corpus, out, "--number_of_epochs=1", "--max_skipped_batches_in_a_row=1"))
     assert "max_skipped_batches_in_a_row" in str(err.value)
     assert NAN_ID in (out / SKIPPED_REPORT).read_text()
 
 
 def tiny_pretrained_folder(root: Path) -> Path:
     from brq_att_alt.model import BestRQModel
-    from brq_att_alt.pretrained import save_pretrained
 
     torch.manual_seed(0)
-    model = BestRQModel(mixer="fastformer", d_model=32, num_layers=2, nhead=2, d_ffn=64, kernel_size=7,
-                        codebook_size=16)
-    return save_pretrained(model, root / "save").parent
+    return save_run(BestRQModel(mixer="fastformer", **TINY_MODEL), root / "save").parent
 
 
 FINETUNE = ROOT / "recipes" / "finetune_ctc"
@@ -177,7 +169,7 @@ def finetune_args(pretrained, corpus, out, *extra):
 
 @pytest.mark.slow
 def test_nan_audio_in_finetuning_is_skipped_and_reported(tiny_corpus, tmp_path, monkeypatch):
-    recipe = load_module("finetune_ctc_ft", FINETUNE / "train.py")
+    recipe = load_script(FINETUNE / "train.py")
     nan_wav = write_nan_wav(tmp_path / "bad" / "nan.wav", 1.6)
     monkeypatch.setattr(recipe, "prepare_data",
                         with_nan_utterance(recipe.prepare_data, lambda hp, _: hp["train_csv"], nan_wav))
@@ -193,9 +185,7 @@ def test_nan_audio_in_finetuning_is_skipped_and_reported(tiny_corpus, tmp_path, 
 
 @pytest.mark.slow
 def test_nan_audio_in_a_probe_is_skipped_and_reported(tiny_corpus, tmp_path, monkeypatch):
-    from mp3s_fixtures import MP3S, task_module
-
-    module = task_module("SLURP_IC")
+    module = load_script(MP3S / "SLURP_IC" / "train.py")
     nan_wav = write_nan_wav(tmp_path / "bad" / "nan.wav", 1.6)
     monkeypatch.setattr(module, "prepare",
                         with_nan_utterance(module.prepare, lambda hp, paths: paths["train"], nan_wav))
@@ -204,8 +194,7 @@ def test_nan_audio_in_a_probe_is_skipped_and_reported(tiny_corpus, tmp_path, mon
     brain = module.main([str(yaml_file), f"--pretrained_path={tiny_pretrained_folder(tmp_path / 'pt')}",
                          f"--output_folder={out}", f"--data_folder={tiny_corpus}", "--number_of_epochs=2",
                          "--batch_size=4",
-                         "--synthetic_splits={train: [train-clean-100], valid: [dev-clean], test: [test-clean]}"],
-                        probe="linear")
+                         "--synthetic_splits={train: [train-clean-100], valid: [dev-clean], test: [test-clean]}"])
     assert brain.skipped_total == 2
     report = (out / SKIPPED_REPORT).read_text()
     assert report.count(NAN_ID) == 2
@@ -457,8 +446,9 @@ def test_disk_full_during_training_then_restart(tiny_corpus, tmp_path, monkeypat
     monkeypatch.setattr(torch, "save", maybe_full)
     out = tmp_path / "run"
     args = run_args(tiny_corpus, out, "--number_of_epochs=2", "--ckpt_interval_steps=1")
-    with pytest.raises(DiskFullError, match="Disk full") as err:
-        pretrain.main(args, brain_class=FillsTheDisk)
+    with monkeypatch.context() as patch, pytest.raises(DiskFullError, match="Disk full") as err:
+        patch.setattr(pretrain, "BestRQBrain", FillsTheDisk)
+        pretrain.main(args)
     assert str(out / "save") in str(err.value)
     assert not list((out / "save").glob(".tmp-*"))
     assert all(checkpoint_problem(c) is None for c in (out / "save").glob("CKPT+*"))
@@ -483,13 +473,14 @@ class KilledMidWindow(pretrain.BestRQBrain):
 
 
 @pytest.mark.slow
-def test_exact_resume_with_gradient_accumulation(tiny_corpus, tmp_path):
+def test_exact_resume_with_gradient_accumulation(tiny_corpus, tmp_path, monkeypatch):
     """Intra-epoch checkpoints fall on accumulation-window boundaries (the paper YAMLs accumulate
     2 batches): a run killed mid-window resumes bit-identical, with dropout."""
     common = ["--number_of_epochs=2", "--dropout=0.1", "--ckpt_interval_steps=1", "--grad_accumulation_factor=2"]
     full = pretrain.main(run_args(tiny_corpus, tmp_path / "full", *common))
-    with pytest.raises(KeyboardInterrupt):
-        pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common), brain_class=KilledMidWindow)
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(pretrain, "BestRQBrain", KilledMidWindow)
+        pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common))
     resumed = pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common))
     assert resumed.optimizer_step == full.optimizer_step > 4
     full_state = full.modules.model.state_dict()
@@ -516,14 +507,14 @@ def test_another_configuration_is_refused_before_writing_anything(record, pretra
 
 def test_finetuning_and_probe_record_their_configuration(tiny_corpus, tmp_path):
     """The refusal for fine-tuning (head size) and an MP3S probe (probe size)."""
+    from brq_att_alt.probes.training import run_configuration
     from brq_att_alt.training import write_run_config
-    from mp3s_fixtures import MP3S, task_module
 
     pretrained = tiny_pretrained_folder(tmp_path / "pt")
-    recipe = load_module("finetune_ctc_cfg", FINETUNE / "train.py")
+    recipe = load_script(FINETUNE / "train.py")
     out = tmp_path / "ft"
     argv = finetune_args(pretrained, tiny_corpus, out)
-    hparams = recipe.load_hparams(argv)[3]
+    hparams = load_hparams(argv)[3]
     out.mkdir()
     write_run_config(out, recipe.run_configuration(hparams)["config"])
     before = folder_snapshot(out)
@@ -531,25 +522,23 @@ def test_finetuning_and_probe_record_their_configuration(tiny_corpus, tmp_path):
         recipe.main([a if a != "--head_hidden=16" else "--head_hidden=24" for a in argv])
     assert folder_snapshot(out) == before
 
-    common = task_module("SLURP_IC")  # puts recipes/MP3S on sys.path
-    import common as mp3s_common
-
+    slurp = load_script(MP3S / "SLURP_IC" / "train.py")
     yaml_file = str(MP3S / "SLURP_IC" / "BiLSTM" / "hparams" / "BiLSTM.yaml")
     probe_out = tmp_path / "probe"
     base = [yaml_file, f"--pretrained_path={pretrained}", f"--output_folder={probe_out}",
             f"--data_folder={tiny_corpus}"]
-    hparams = mp3s_common.load_hparams(base + ["--lstm_hidden=16"])[3]
+    hparams = load_hparams(base + ["--lstm_hidden=16"])[3]
     probe_out.mkdir()
-    write_run_config(probe_out, mp3s_common.run_configuration(hparams))
+    write_run_config(probe_out, run_configuration(hparams))
     before = folder_snapshot(probe_out)
     with pytest.raises(SystemExit, match="modules.probe"):
-        common.main(base + ["--lstm_hidden=8"], probe="BiLSTM")
+        slurp.main(base + ["--lstm_hidden=8"])
     assert folder_snapshot(probe_out) == before
     # another pre-trained checkpoint is another configuration too (the encoder is frozen)
     other = tmp_path / "pt" / "save" / "CKPT+second"
     shutil.copytree(tmp_path / "pt" / "save" / "CKPT+exported", other)
     with pytest.raises(SystemExit, match="pretrained_checkpoint"):
-        common.main(base[:1] + [f"--pretrained_path={other}"] + base[2:] + ["--lstm_hidden=16"], probe="BiLSTM")
+        slurp.main(base[:1] + [f"--pretrained_path={other}"] + base[2:] + ["--lstm_hidden=16"])
 
 
 # =================================================================== 4. CKPT+ paths
@@ -584,11 +573,11 @@ def test_ckpt_path_loads_exactly_that_checkpoint(pretrain_run, tmp_path, caplog)
 
 # =================================================================== 6. small traps
 def test_fractional_checkpoint_interval_is_accepted(tmp_path):
-    hparams_file, run_opts, _, _ = pretrain.load_hparams(
+    hparams_file, run_opts, _, _ = load_hparams(
         [str(ROOT / "hparams" / "brq_tiny.yaml"), f"--output_folder={tmp_path}", "--ckpt_interval_minutes=0.5"])
     assert run_opts.ckpt_interval_minutes == 0.5 and "ckpt_interval_minutes" in run_opts.overridden_args
     with pytest.raises(SystemExit, match="number of minutes"):
-        pretrain.load_hparams([str(ROOT / "hparams" / "brq_tiny.yaml"), "--ckpt_interval_minutes=soon"])
+        load_hparams([str(ROOT / "hparams" / "brq_tiny.yaml"), "--ckpt_interval_minutes=soon"])
 
 
 def test_torchrun_without_gpus_names_the_gloo_backend(monkeypatch):

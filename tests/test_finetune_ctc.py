@@ -1,6 +1,5 @@
 """End-to-end CTC fine-tuning recipe (recipes/finetune_ctc) on the tiny synthetic corpus."""
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -8,55 +7,48 @@ from pathlib import Path
 import pytest
 import torch
 
+from brq_att_alt.asr import decoding_lm
+from brq_att_alt.hparams import load_hparams
 from brq_att_alt.model import BestRQModel
-from brq_att_alt.pretrained import load_pretrained, save_pretrained
+from brq_att_alt.pretrained import load_pretrained
+from helpers import REPO_ROOT, TINY_MODEL, load_script, save_run
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPE = REPO_ROOT / "recipes" / "finetune_ctc"
 HPARAMS = RECIPE / "hparams" / "finetune_ctc.yaml"
 
 
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("finetune_ctc_train", RECIPE / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-
-
 def test_lm_path_handling(tmp_path):
-    recipe = load_recipe()
-    hp = {"lm_path": str(tmp_path / "missing.arpa"), "data_folder": str(tmp_path)}
     with pytest.raises(FileNotFoundError, match="missing.arpa"):
-        recipe.build_lm_if_needed(hp)
-    # real LibriSpeech (no labels.csv) without lm_path: greedy only
-    assert recipe.build_lm_if_needed({"lm_path": "", "data_folder": str(tmp_path)}) == ""
-    # synthetic corpus: an ARPA from the training transcripts
-    (tmp_path / "labels.csv").write_text("ID\n")
+        decoding_lm(str(tmp_path / "missing.arpa"), True, tmp_path / "train.csv", tmp_path, 3)
+    # no lm_path and no LM to build (real LibriSpeech by default): greedy only
+    assert decoding_lm("", False, tmp_path / "train.csv", tmp_path, 3) == ""
+    # an ARPA from the training transcripts
     csv = tmp_path / "train.csv"
     csv.write_text("ID,duration,wav,spk_id,wrd\na,1,x,1,TURN ON THE LIGHTS\nb,1,x,1,TURN OFF THE FAN\n")
-    hp = {"lm_path": "", "data_folder": str(tmp_path), "output_folder": str(tmp_path / "out"), "lm_order": 3,
-          "train_csv": str(csv)}
-    path = Path(recipe.build_lm_if_needed(hp))
-    assert path.name == "train_3gram.arpa" and "TURN OFF" in path.read_text()
+    path = Path(decoding_lm(None, True, csv, tmp_path / "out", 3))
+    assert path == tmp_path / "out" / "lm" / "train_3gram.arpa" and "TURN OFF" in path.read_text()
+
+
+def test_the_yaml_builds_an_lm_on_the_synthetic_corpus_only(tmp_path):
+    """build_lm follows the recipe's `dataset` (on real data without lm_path: greedy only)."""
+    pretrained = save_run(BestRQModel("mhsa", **TINY_MODEL), tmp_path / "pretrained" / "save").parent
+    for dataset, build in (("synthetic", True), ("real", False)):
+        hparams = load_hparams([str(HPARAMS), f"--dataset={dataset}", f"--output_folder={tmp_path / 'out'}",
+                                f"--pretrained_path={pretrained}"])[3]
+        assert hparams["build_lm"] is build
 
 
 @pytest.mark.slow
 def test_finetune_end_to_end_and_resume(tiny_corpus, tmp_path):
     torch.manual_seed(0)
-    pretrained = save_pretrained(
-        BestRQModel(mixer="summarymixing", d_model=32, num_layers=2, nhead=2, d_ffn=64, kernel_size=7,
-                    codebook_size=16),
-        tmp_path / "pretrain" / "save",
-    )
+    pretrained = save_run(BestRQModel(mixer="summarymixing", **TINY_MODEL), tmp_path / "pretrain" / "save")
     out = tmp_path / "ft"
     argv = [str(HPARAMS), "--pretrained_path", str(pretrained.parent), "--data_folder", str(tiny_corpus),
             "--output_folder", str(out), "--test_splits=[test-clean]", "--progressbar", "False",
             "--beam_size", "4", "--bootstrap_samples", "200", "--encoder_freeze_steps", "1",
             "--head_hidden", "32", "--max_batch_length", "12",
             "--number_of_epochs", "1"]
-    recipe = load_recipe()
+    recipe = load_script(RECIPE / "train.py")
     recipe.main(argv)
 
     # WER files: greedy and LM decoding, each with a 95% CI

@@ -10,18 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from brq_att_alt.inference import HEAD_CKPT_NAME, BestRQTranscriber, CTCHead, save_asr_config
+from brq_att_alt.asr import HEAD_CKPT_NAME, CTCHead, save_asr_config
+from brq_att_alt.inference import BestRQTranscriber
 from brq_att_alt.model import BestRQModel
-from brq_att_alt.pretrained import PretrainedEncoder, save_pretrained
+from brq_att_alt.pretrained import PretrainedEncoder
 from brq_att_alt.text import CharTokenizer
 from brq_att_alt.transcribe import main as transcribe_main
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_SPEECH = [REPO_ROOT / "tests" / "samples" / "real_speech"]
-TINY = dict(d_model=32, num_layers=2, nhead=2, d_ffn=64, kernel_size=7, codebook_size=16)
-
-
-
+from helpers import REPO_ROOT, TINY_MODEL, save_run
 
 def expected_frames(num_samples: int) -> int:
     """fbank frames (10 ms hop, centred) padded to a multiple of 4, then / 4."""
@@ -30,8 +25,8 @@ def expected_frames(num_samples: int) -> int:
 
 def make_finetuned_folder(root: Path, mixer: str = "summarymixing", head: bool = True) -> Path:
     torch.manual_seed(0)
-    model = BestRQModel(mixer=mixer, **TINY)
-    save = save_pretrained(model, root / "save")
+    model = BestRQModel(mixer=mixer, **TINY_MODEL)
+    save = save_run(model, root / "save")
     if head:
         tok = CharTokenizer()
         ctc = CTCHead(32, tok.vocab_size, hidden_size=32)
@@ -53,12 +48,8 @@ def pretrained_only(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def real_files():
-    for folder in REAL_SPEECH:
-        files = sorted(folder.glob("*.wav"))
-        if files:
-            return files
-    pytest.skip(f"no real speech recordings in {REAL_SPEECH[0]}")
+def real_files(real_speech):
+    return sorted(real_speech.glob("*.wav"))
 
 
 # ------------------------------------------------------------- transcription
@@ -142,7 +133,7 @@ def test_pretrained_folder_cannot_transcribe(pretrained_only, real_files, tmp_pa
 # -------------------------------------------------------------- long audio
 def test_chunked_frontend_is_exact():
     torch.manual_seed(0)
-    model = BestRQModel(mixer="fastformer", **TINY)
+    model = BestRQModel(mixer="fastformer", **TINY_MODEL)
     whole = BestRQTranscriber(PretrainedEncoder(model), frontend_chunk_frames=0)
     pieces = BestRQTranscriber(PretrainedEncoder(model), frontend_chunk_frames=100)
     wavs, lens = torch.randn(2, 16000 * 7 + 123) * 0.1, torch.tensor([1.0, 0.61])
@@ -155,7 +146,7 @@ def test_chunked_frontend_is_exact():
 
 def test_mhsa_long_audio_is_chunked_with_a_warning():
     torch.manual_seed(0)
-    asr = BestRQTranscriber(PretrainedEncoder(BestRQModel(mixer="mhsa", **TINY)), CTCHead(32, 29, 32), CharTokenizer(),
+    asr = BestRQTranscriber(PretrainedEncoder(BestRQModel(mixer="mhsa", **TINY_MODEL)), CTCHead(32, 29, 32), CharTokenizer(),
                             chunk_seconds=10)
     wav = torch.randn(1, 16000 * 25) * 0.1
     with pytest.warns(UserWarning, match="chunks"):
@@ -173,7 +164,8 @@ LONG_AUDIO_SCRIPT = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     warnings.simplefilter("error")  # a chunking warning would fail the run
-    from brq_att_alt.inference import BestRQTranscriber, CTCHead
+    from brq_att_alt.asr import CTCHead
+    from brq_att_alt.inference import BestRQTranscriber
     from brq_att_alt.model import BestRQModel
     from brq_att_alt.pretrained import PretrainedEncoder
     from brq_att_alt.text import CharTokenizer
@@ -204,7 +196,7 @@ def test_five_minutes_in_one_pass_with_bounded_memory(tmp_path):
     script = tmp_path / "long.py"
     script.write_text(LONG_AUDIO_SCRIPT)
     env = {"PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, str(script), "summarymixing", "300", json.dumps(TINY)],
+    proc = subprocess.run([sys.executable, str(script), "summarymixing", "300", json.dumps(TINY_MODEL)],
                           capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -215,18 +207,28 @@ def test_five_minutes_in_one_pass_with_bounded_memory(tmp_path):
 
 
 def test_best_checkpoint_is_chosen_by_validation_wer(tmp_path):
-    from brq_att_alt.inference import best_checkpoint
+    from brq_att_alt.inference import ranked_checkpoints
 
     save = tmp_path / "save"
     for name, wer, t in (("CKPT+a", 50.0, 3), ("CKPT+b", 30.0, 1), ("CKPT+c", 70.0, 2)):
         (save / name).mkdir(parents=True)
         (save / name / "model.ckpt").write_bytes(b"x")
         (save / name / "CKPT.yaml").write_text(f"WER: {wer}\nend-of-epoch: true\nunixtime: {t}\n")
-    assert best_checkpoint(save).name == "CKPT+b"
+    assert ranked_checkpoints(save)[0].name == "CKPT+b"
     for name in ("CKPT+a", "CKPT+b", "CKPT+c"):  # no WER recorded: the newest
         meta = save / name / "CKPT.yaml"
         meta.write_text("\n".join(line for line in meta.read_text().splitlines() if not line.startswith("WER")))
-    assert best_checkpoint(save).name == "CKPT+a"
+    assert ranked_checkpoints(save)[0].name == "CKPT+a"
+
+
+def test_a_run_without_checkpoint_is_a_clear_error(tmp_path):
+    from brq_att_alt.pretrained import load_pretrained
+
+    save = save_run(BestRQModel("mhsa", **TINY_MODEL), tmp_path / "save")
+    (save / "CKPT+exported" / "model.ckpt").unlink()
+    for load in (load_pretrained, BestRQTranscriber.from_folder):
+        with pytest.raises(FileNotFoundError, match=r"No complete CKPT\+\*/model.ckpt in .*has the run saved"):
+            load(tmp_path)
 
 
 # ------------------------------------------------------------ bad input (issue 10)
@@ -272,7 +274,7 @@ def test_cli_device_and_model_path_errors(finetuned, real_files, tmp_path, capsy
 
 
 def test_ckpt_folder_loads_exactly_that_checkpoint(tmp_path, real_files):
-    from brq_att_alt.inference import best_checkpoint
+    from brq_att_alt.inference import ranked_checkpoints
 
     root = make_finetuned_folder(tmp_path / "ft")
     save = root / "save"
@@ -285,7 +287,7 @@ def test_ckpt_folder_loads_exactly_that_checkpoint(tmp_path, real_files):
     torch.save(head_state, newer / HEAD_CKPT_NAME)
     torch.save(torch.load(older / "model.ckpt"), newer / "model.ckpt")
     (newer / "CKPT.yaml").write_text("WER: 10.0\nend-of-epoch: true\nunixtime: 2\n")
-    assert best_checkpoint(save) == newer
+    assert ranked_checkpoints(save)[0] == newer
     default = BestRQTranscriber.from_folder(root)
     assert default.encoder.checkpoint == newer
     named = BestRQTranscriber.from_folder(older)  # a CKPT+ path: exactly that one

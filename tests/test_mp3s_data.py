@@ -17,8 +17,7 @@ from brq_att_alt.data.synthetic_tasks import (
     prepare_synthetic_asr, prepare_synthetic_emotion, prepare_synthetic_intent,
     prepare_synthetic_verification,
 )
-from brq_att_alt.data.voxceleb import prepare_voxceleb1
-from brq_att_alt.probes.verification import read_trial_list
+from brq_att_alt.data.voxceleb import prepare_voxceleb1, read_trial_list
 
 
 def rows(path):

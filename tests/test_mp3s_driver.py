@@ -1,12 +1,12 @@
 """MP3S driver: the results table layout (no recipe run)."""
 
 import csv
+import subprocess
 import sys
 
-from mp3s_fixtures import MP3S
+from helpers import MP3S, load_script
 
-sys.path.insert(0, str(MP3S))
-import run_all  # noqa: E402
+run_all = load_script(MP3S / "run_all.py")
 
 
 def _result(task, probe, label, metrics, language=None):
@@ -38,9 +38,25 @@ def test_table_layout_rows_tasks_probes_columns_mixers(tmp_path):
 
 
 def test_tiny_overrides_cover_every_recipe_and_its_yaml_keys():
-    for task, probe in run_all.RECIPES:
-        yaml_text = run_all.recipe_yaml(task, probe).read_text()
-        keys = {line.split(":")[0] for line in yaml_text.splitlines() if line and not line[0].isspace()}
-        for key in list(run_all.TINY_COMMON) + list(run_all.TINY[(task, probe)]):
-            assert key in keys, f"--tiny overrides {key}, absent from {task}/{probe}"
-        assert {"pretrained_path", "data_folder", "dataset", "output_folder"} <= keys
+    recipes = run_all.find_recipes()
+    assert [r.task for r in recipes][::2] == list(run_all.TASK_NAMES)  # two probes a task, in table order
+    assert {(r.task, r.probe) for r in recipes} == set(run_all.TINY)
+    for recipe in recipes:
+        assert recipe.yaml.parents[1].name == recipe.probe  # <Task>/<probe_name>/hparams/*.yaml
+        assert recipe.script.is_symlink() and recipe.script.resolve() == MP3S / recipe.task / "train.py"
+        keys = {line.split(":")[0] for line in recipe.yaml.read_text().splitlines() if line and not line[0].isspace()}
+        for key in list(run_all.TINY_COMMON) + list(run_all.TINY[(recipe.task, recipe.probe)]):
+            assert key in keys, f"--tiny overrides {key}, absent from {recipe.task}/{recipe.probe}"
+        assert {"pretrained_path", "data_folder", "dataset", "output_folder", "probe_name"} <= keys
+
+
+def test_a_probe_entry_point_runs_from_any_folder(tmp_path):
+    """``python recipes/MP3S/<Task>/<probe>/train.py`` (a link to ``<Task>/train.py``) imports only
+    the installed package: started from another folder it gets as far as loading the encoder."""
+    script = MP3S / "SLURP_IC" / "linear" / "train.py"
+    yaml = MP3S / "SLURP_IC" / "linear" / "hparams" / "linear.yaml"
+    proc = subprocess.run([sys.executable, str(script), str(yaml), f"--pretrained_path={tmp_path / 'no_run'}",
+                           f"--output_folder={tmp_path / 'out'}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "ImportError" not in proc.stderr and "ModuleNotFoundError" not in proc.stderr
+    assert f"{tmp_path / 'no_run'} does not exist" in proc.stderr

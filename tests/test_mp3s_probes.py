@@ -5,14 +5,13 @@ import math
 import pytest
 import torch
 
+from brq_att_alt.data.voxceleb import read_trial_list, write_trial_list
 from brq_att_alt.probes import (
-    BiLSTMHead, BiLSTMLinear, ContextNetHead, ECAPAHead, EmbeddingClassifier, LinearHead,
-    MeanPoolLinear, WeightedLayerSum, XvectorHead, compute_eer, cosine_score, read_trial_list,
-    score_trials, write_trial_list,
+    ECAPAHead, EmbeddingClassifier, FrameBiLSTM, FrameContextNet, FrameLinear, PooledBiLSTM,
+    PooledLinear, WeightedLayerSum, XvectorHead, compute_eer, compute_min_dcf, cosine_score,
+    score_trials,
 )
-
-from brq_att_alt.probes.verification import compute_min_dcf
-from mp3s_fixtures import tiny_pretrained  # noqa: F401  (fixture)
+from helpers import TINY_MODEL, save_run
 
 
 # ----------------------------------------------------------------- weighted sum
@@ -66,8 +65,8 @@ def _padded(x, valid, garbage=100.0):
 
 
 @pytest.mark.parametrize("head", [
-    lambda: MeanPoolLinear(8, 3),
-    lambda: BiLSTMLinear(8, 3, hidden_size=6, num_layers=2, dropout=0.0),
+    lambda: PooledLinear(8, 3),
+    lambda: PooledBiLSTM(8, 3, hidden_size=6, num_layers=2, dropout=0.0),
 ])
 def test_utterance_heads_ignore_padding(head):
     torch.manual_seed(0)
@@ -83,9 +82,9 @@ def test_utterance_heads_ignore_padding(head):
 def test_heads_shapes():
     torch.manual_seed(0)
     x, lens = torch.randn(3, 20, 16), torch.tensor([1.0, 0.7, 0.4])
-    assert LinearHead(16, 30)(x, lens).shape == (3, 20, 30)
-    assert BiLSTMHead(16, 30, hidden_size=8)(x, lens).shape == (3, 20, 30)
-    cn = ContextNetHead(16, 30, out_channels=16, conv_channels=[16, 16], num_blocks=2, num_layers=2)
+    assert FrameLinear(16, 30)(x, lens).shape == (3, 20, 30)
+    assert FrameBiLSTM(16, 30, hidden_size=8)(x, lens).shape == (3, 20, 30)
+    cn = FrameContextNet(16, 30, out_channels=16, conv_channels=[16, 16], num_blocks=2, num_layers=2)
     assert cn(x, lens).shape == (3, 20, 30)  # stride 1: one output per encoder frame
     xv = XvectorHead(16, emb_dim=12, tdnn_channels=(16, 16, 16, 16, 32))
     assert xv(x, lens).shape == (3, 12)
@@ -95,24 +94,22 @@ def test_heads_shapes():
     logits = cls(ec(x, lens))
     assert logits.shape == (3, 5) and logits.abs().max() <= 1.0 + 1e-5  # cosines
     with pytest.raises(ValueError):
-        ContextNetHead(16, 30, conv_channels=[16], num_blocks=2)
+        FrameContextNet(16, 30, conv_channels=[16], num_blocks=2)
 
 
 # ------------------------------------------------------------- frozen encoder
 @pytest.mark.parametrize("mixer", ["mhsa", "pom", "fastformer", "hypermixing"])
 def test_frozen_encoder_bit_identical_after_probe_steps(mixer, tmp_path):
     from brq_att_alt.model import BestRQModel
-    from brq_att_alt.pretrained import load_pretrained, save_pretrained
-
-    from mp3s_fixtures import TINY_MODEL
+    from brq_att_alt.pretrained import load_pretrained
 
     torch.manual_seed(0)
-    folder = save_pretrained(BestRQModel(mixer, **TINY_MODEL), tmp_path / "run" / "save")
+    folder = save_run(BestRQModel(mixer, **TINY_MODEL), tmp_path / "run" / "save")
     encoder = load_pretrained(folder.parent)  # any mixer, from the run's output folder
-    assert encoder.model.config["mixer"] == mixer and encoder.num_layers == 3
+    assert encoder.mixer == mixer and encoder.num_hidden_states == 3
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    ws = WeightedLayerSum(encoder.num_layers)
-    probe = MeanPoolLinear(encoder.d_model, 3)
+    ws = WeightedLayerSum(encoder.num_hidden_states)
+    probe = PooledLinear(encoder.d_model, 3)
     modules = torch.nn.ModuleDict({"encoder": encoder, "ws": ws, "probe": probe})
     modules.train()
     assert not encoder.training  # frozen: stays in eval mode
@@ -121,14 +118,14 @@ def test_frozen_encoder_bit_identical_after_probe_steps(mixer, tmp_path):
     torch.manual_seed(0)
     wavs, lens = torch.randn(2, 16000) * 0.1, torch.tensor([1.0, 0.6])
     for _ in range(3):
-        hidden, mask = encoder(wavs, lens)
+        _, mask, hidden = encoder(wavs, lens, hidden=True)
         logits = probe(ws(hidden), (~mask).sum(1) / mask.shape[1])
         loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2]))
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert ws.weights.grad is not None and ws.weights.grad.abs().sum() > 0
-    assert not torch.allclose(ws.normalized_weights(), torch.full((encoder.num_layers,), 1 / encoder.num_layers))
+    assert not torch.allclose(ws.normalized_weights(), torch.full((encoder.num_hidden_states,), 1 / encoder.num_hidden_states))
     assert all(p.grad is None for p in encoder.parameters())
     after = encoder.state_dict()
     assert set(after) == set(before)

@@ -12,34 +12,37 @@ import pytest
 import torch
 
 from brq_att_alt.ctc_decoding import missing_lm_modules
-from mp3s_fixtures import MP3S, REPO_ROOT, mp3s_recipes, tiny_pretrained  # noqa: F401
+from helpers import MP3S, REPO_ROOT, load_script
 
 pytestmark = pytest.mark.slow
 
+run_all = load_script(MP3S / "run_all.py")
 SPLITS = "{train: [train-clean-100], valid: [dev-clean], test: [test-clean]}"
-TINY_OVERRIDES = {
-    ("LibriSpeech_ASR", "BiLSTM"): ["--test_splits=[test-clean]", "--lstm_hidden=16", "--beam_size=4",
-                                    "--lm_order=2"],
-    ("LibriSpeech_ASR", "ContextNet"): ["--test_splits=[test-clean]", "--contextnet_blocks=2",
-                                        "--contextnet_channels=16", "--contextnet_out=16",
-                                        "--contextnet_layers=1", "--build_lm=False"],
-    ("CommonVoice_ASR", "linear"): [f"--synthetic_splits={SPLITS}", "--language=eu"],
-    ("CommonVoice_ASR", "BiLSTM"): [f"--synthetic_splits={SPLITS}", "--lstm_hidden=16"],
-    ("VoxCeleb1_SV", "Xvector"): [
-        "--synthetic_options={num_test_speakers: 2, train_splits: [train-clean-100], "
-        "valid_splits: [dev-clean], test_splits: [test-clean, dev-clean]}",
-        "--xvector_channels=[16,16,16,16,32]", "--emb_dim=8"],
-    ("VoxCeleb1_SV", "ECAPA"): [
-        "--synthetic_options={num_test_speakers: 2, train_splits: [train-clean-100], "
-        "valid_splits: [dev-clean], test_splits: [test-clean]}",
-        "--ecapa_channels=[16,16,16,16,48]", "--ecapa_attention_channels=8", "--ecapa_se_channels=8",
-        "--emb_dim=8"],
-    ("SLURP_IC", "linear"): [f"--synthetic_splits={SPLITS}"],
-    ("SLURP_IC", "BiLSTM"): [f"--synthetic_splits={SPLITS}", "--lstm_hidden=16"],
-    ("IEMOCAP_ER", "linear"): ["--num_sessions=2", "--folds=[1, 2]"],
-    ("IEMOCAP_ER", "ECAPA"): ["--num_sessions=2", "--folds=[2]", "--ecapa_channels=[16,16,16,16,48]",
-                              "--ecapa_attention_channels=8", "--ecapa_se_channels=8", "--emb_dim=8"],
+# on the tiny corpus (4 speakers, 2 utterances per speaker and split) on top of run_all.py's --tiny table
+TINY_CORPUS = {
+    ("LibriSpeech_ASR", "BiLSTM"): {"test_splits": "[test-clean]", "lm_order": 2},
+    ("LibriSpeech_ASR", "ContextNet"): {"test_splits": "[test-clean]", "build_lm": False},
+    ("CommonVoice_ASR", "linear"): {"synthetic_splits": SPLITS, "language": "eu"},
+    ("CommonVoice_ASR", "BiLSTM"): {"synthetic_splits": SPLITS},
+    ("VoxCeleb1_SV", "Xvector"): {"synthetic_options": "{num_test_speakers: 2, train_splits: [train-clean-100], "
+                                                       "valid_splits: [dev-clean], test_splits: [test-clean, dev-clean]}"},
+    ("VoxCeleb1_SV", "ECAPA"): {"synthetic_options": "{num_test_speakers: 2, train_splits: [train-clean-100], "
+                                                     "valid_splits: [dev-clean], test_splits: [test-clean]}"},
+    ("SLURP_IC", "linear"): {"synthetic_splits": SPLITS},
+    ("SLURP_IC", "BiLSTM"): {"synthetic_splits": SPLITS},
+    ("IEMOCAP_ER", "linear"): {"num_sessions": 2, "folds": "[1, 2]"},
+    ("IEMOCAP_ER", "ECAPA"): {"num_sessions": 2, "folds": "[2]"},
 }
+
+
+def tiny_overrides(task, probe):
+    """run_all.py's --tiny settings of the recipe with one epoch and batches of 4, less its data
+    subsets (the tiny corpus is smaller), then the tiny corpus' splits and folds."""
+    tiny = {**run_all.TINY_COMMON, **run_all.TINY[(task, probe)], "number_of_epochs": 1, "batch_size": 4}
+    tiny = {k: v for k, v in tiny.items() if not k.endswith("_subset")}
+    return [f"--{k}={v}" for k, v in {**tiny, **TINY_CORPUS[(task, probe)]}.items()]
+
+
 EXPECTED_METRICS = {
     # +LM needs kenlm and pygtrie (the lm extra); without them the recipe reports greedy WER only
     ("LibriSpeech_ASR", "BiLSTM"): {"WER test-clean"} | (set() if missing_lm_modules() else {"WER test-clean +LM"}),
@@ -55,11 +58,15 @@ EXPECTED_METRICS = {
 }
 
 
-@pytest.mark.parametrize("task, probe", list(TINY_OVERRIDES))
-def test_probe_trains_and_writes_its_metric(task, probe, tmp_path, tiny_corpus, tiny_pretrained,  # noqa: F811
-                                            mp3s_recipes):  # noqa: F811
+def test_every_recipe_is_tested_and_has_tiny_settings():
+    recipes = {(r.task, r.probe) for r in run_all.find_recipes()}
+    assert len(recipes) == 10 and recipes == set(TINY_CORPUS) == set(run_all.TINY) == set(EXPECTED_METRICS)
+
+
+@pytest.mark.parametrize("task, probe", list(TINY_CORPUS))
+def test_probe_trains_and_writes_its_metric(task, probe, tmp_path, tiny_corpus, tiny_pretrained, mp3s_recipes):
     out = tmp_path / "run"
-    mp3s_recipes(task, probe, out, tiny_pretrained, tiny_corpus, *TINY_OVERRIDES[(task, probe)])
+    mp3s_recipes(task, probe, out, tiny_pretrained, tiny_corpus, *tiny_overrides(task, probe))
     result = json.loads((out / "mp3s_metrics.json").read_text())
     assert result["task"].startswith(task) and result["probe"] == probe
     assert result["mixer"] == "mhsa" and result["dataset"] == "synthetic"
@@ -70,7 +77,7 @@ def test_probe_trains_and_writes_its_metric(task, probe, tmp_path, tiny_corpus, 
     weights = result["layer_weights"]
     assert len(weights) == 3 and sum(weights) == pytest.approx(1.0, abs=1e-3)
     if task == "IEMOCAP_ER":
-        folds = [str(f) for f in json.loads(TINY_OVERRIDES[(task, probe)][1].split("=", 1)[1])]
+        folds = [str(f) for f in json.loads(TINY_CORPUS[(task, probe)]["folds"])]
         assert sorted(result["fold_accuracy"]) == folds
         assert result["metrics"]["accuracy"]["value"] == pytest.approx(
             sum(result["fold_accuracy"].values()) / len(folds))
@@ -81,8 +88,8 @@ def test_probe_trains_and_writes_its_metric(task, probe, tmp_path, tiny_corpus, 
         assert result["task"] == f"{task} ({'eu' if probe == 'linear' else 'cy'})"
 
 
-def test_recipe_keeps_the_encoder_frozen_and_trains_the_layer_weights(tmp_path, tiny_corpus, tiny_pretrained,  # noqa: F811
-                                                                       mp3s_recipes):  # noqa: F811
+def test_recipe_keeps_the_encoder_frozen_and_trains_the_layer_weights(tmp_path, tiny_corpus, tiny_pretrained,
+                                                                       mp3s_recipes):
     stored = torch.load(next(Path(tiny_pretrained).glob("CKPT+*")) / "model.ckpt")
     brain = mp3s_recipes("SLURP_IC", "BiLSTM", tmp_path / "run", tiny_pretrained, tiny_corpus,
                          f"--synthetic_splits={SPLITS}", "--lstm_hidden=16", "--number_of_epochs=2", "--lr=0.05")
@@ -98,7 +105,7 @@ def test_recipe_keeps_the_encoder_frozen_and_trains_the_layer_weights(tmp_path, 
     assert weights.detach().abs().max() > 1e-3  # gradients moved them away from uniform (zeros)
 
 
-def test_cache_hidden_gives_the_same_features(tmp_path, tiny_corpus, tiny_pretrained, mp3s_recipes):  # noqa: F811
+def test_cache_hidden_gives_the_same_features(tmp_path, tiny_corpus, tiny_pretrained, mp3s_recipes):
     """Epochs from the hidden-state cache see the encoder's own (padding-invariant) output."""
     brain = mp3s_recipes("SLURP_IC", "linear", tmp_path / "run", tiny_pretrained, tiny_corpus,
                          f"--synthetic_splits={SPLITS}", "--cache_hidden=True")
@@ -119,7 +126,7 @@ def test_cache_hidden_gives_the_same_features(tmp_path, tiny_corpus, tiny_pretra
         assert torch.allclose(cached[b, :n], fresh[b, :n], atol=1e-4)
 
 
-def test_driver_runs_a_recipe_and_writes_the_table(tmp_path, tiny_corpus, tiny_pretrained):  # noqa: F811
+def test_driver_runs_a_recipe_and_writes_the_table(tmp_path, tiny_corpus, tiny_pretrained):
     cmd = [sys.executable, str(MP3S / "run_all.py"), "--pretrained", str(tiny_pretrained), "--tiny",
            "--tasks", "SLURP_IC", "--probes", "linear", "--output", str(tmp_path / "mp3s"),
            "--synthetic_folder", str(tiny_corpus), "--set", f"synthetic_splits={SPLITS}",

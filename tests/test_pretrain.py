@@ -1,6 +1,5 @@
 """BEST-RQ pre-training recipe (issue 3): learning, resume, errors, every YAML, DDP."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -9,15 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from brq_att_alt.hparams import load_hparams
 from brq_att_alt.mixers import MIXERS
+from helpers import REPO_ROOT as ROOT, load_script, tiny_model_args
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("brq_pretrain", ROOT / "train.py")
-pretrain = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(pretrain)
+pretrain = load_script(ROOT / "train.py")
 
-TINY_MODEL = [
-    "--d_model=32", "--num_layers=2", "--nhead=4", "--d_ffn=64", "--kernel_size=7", "--codebook_size=256",
+TINY_MODEL = tiny_model_args(codebook_size=256) + [
     "--mixer_options={hypermixing: {hypernet_size: 64}, summarymixing: {local_proj_hid_dim: [32], "
     "local_proj_out_dim: 32, summary_hid_dim: [32]}, mamba: {d_state: 4}}",
 ]
@@ -42,11 +39,11 @@ class RecordingBrain(pretrain.BestRQBrain):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mixer", MIXERS)
-def test_loss_goes_down_for_every_mixer(mixer, tiny_corpus, tmp_path):
+def test_loss_goes_down_for_every_mixer(mixer, tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrain, "BestRQBrain", RecordingBrain)
     brain = pretrain.main(
         run_args(tiny_corpus, tmp_path, f"--attention_type={mixer}", "--number_of_epochs=6", "--lr=0.003",
                  "--warmup_steps=5", "--dropout=0.0"),
-        brain_class=RecordingBrain,
     )
     losses = brain.losses
     assert len(losses) >= 12
@@ -67,14 +64,16 @@ class InterruptedBrain(pretrain.BestRQBrain):
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_exactly(tiny_corpus, tmp_path):
+def test_interrupted_run_resumes_exactly(tiny_corpus, tmp_path, monkeypatch):
     """With dropout 0.1 and layerdrop 0.2: the checkpoints hold the RNG states (issue 10)."""
     common = ["--attention_type=fastformer", "--number_of_epochs=2", "--dropout=0.1", "--layerdrop=0.2",
               "--ckpt_interval_steps=1"]
     full = pretrain.main(run_args(tiny_corpus, tmp_path / "full", *common))
-    with pytest.raises(KeyboardInterrupt):
-        pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common), brain_class=InterruptedBrain)
-    resumed = pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common), brain_class=RecordingBrain)
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(pretrain, "BestRQBrain", InterruptedBrain)
+        pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common))
+    monkeypatch.setattr(pretrain, "BestRQBrain", RecordingBrain)
+    resumed = pretrain.main(run_args(tiny_corpus, tmp_path / "resumed", *common))
     assert resumed.optimizer_step == full.optimizer_step > 4
     # it restarted from the step-3 checkpoint (mid-epoch), not from scratch
     assert len(resumed.losses) == full.optimizer_step - 3
@@ -84,7 +83,7 @@ def test_interrupted_run_resumes_exactly(tiny_corpus, tmp_path):
         assert torch.allclose(value, full_state[name], atol=1e-6), name
         assert torch.equal(value, full_state[name]), name  # bit-identical
     # quantizer buffers are those drawn from the seed, untouched by training
-    fresh = pretrain.load_hparams(run_args(tiny_corpus, tmp_path / "fresh"))[3]["model"]
+    fresh = load_hparams(run_args(tiny_corpus, tmp_path / "fresh"))[3]["model"]
     assert torch.equal(resumed.modules.model.quantizer.codebook, fresh.quantizer.codebook)
     assert torch.equal(resumed.modules.model.quantizer.P, fresh.quantizer.P)
     opt_full, opt_resumed = full.optimizer.state_dict(), resumed.optimizer.state_dict()
@@ -105,7 +104,12 @@ def test_unknown_override_is_a_clear_error(tiny_corpus, tmp_path):
 
 def test_wrong_data_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError):
-        pretrain.main(run_args(tmp_path / "no_such_LibriSpeech", tmp_path / "out"))
+        pretrain.main(run_args(tmp_path / "no_such_LibriSpeech", tmp_path / "out", "--dataset=real"))
+
+
+def test_synthetic_dataset_in_a_folder_of_other_data_is_a_clear_error(real_librispeech, tmp_path):
+    with pytest.raises(FileExistsError, match="--dataset=real"):
+        pretrain.main(run_args(real_librispeech, tmp_path / "out", "--dataset=synthetic"))
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,11 @@
 """The real recordings ship with the repository, and nothing reads a path outside it."""
 
 import csv
-import importlib.util
 import re
-from pathlib import Path
 
 import soundfile as sf
 
-from conftest import REAL_SPEECH, REPO_ROOT
+from helpers import REAL_SPEECH, REPO_ROOT, load_script
 
 
 def test_real_speech_samples_are_in_the_repository():
@@ -26,9 +24,7 @@ def test_real_speech_samples_are_in_the_repository():
 
 
 def test_demo_reads_the_in_repository_recordings():
-    spec = importlib.util.spec_from_file_location("demo_encoders", REPO_ROOT / "scripts" / "demo_encoders.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_script(REPO_ROOT / "scripts" / "demo_encoders.py")
     assert demo.DEFAULT_AUDIO == REAL_SPEECH
     batch, wav_lens, seconds = demo.load_batch(demo.DEFAULT_AUDIO)
     assert batch.shape[0] == 12 and wav_lens.max() == 1.0 and 25 < seconds < 30

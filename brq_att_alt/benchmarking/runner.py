@@ -36,8 +36,8 @@ class BenchmarkOptions:
     """Every option of the benchmark with its default (``scripts/benchmark.py`` reads them here)."""
 
     out: str = "results/benchmark"
-    mixers: List[str] = field(default_factory=lambda: list(VARIANTS))
-    configs: List[str] = field(default_factory=list)  # model config files (replace mixers)
+    variants: List[str] = field(default_factory=lambda: list(VARIANTS))  # models.VARIANTS keys
+    configs: List[str] = field(default_factory=list)  # model config files (replace the variants)
     size: str = "base"
     width_scale: float = 1.0
     d_model: Optional[int] = None
@@ -78,15 +78,15 @@ def make_options(quick: bool = False, **given) -> BenchmarkOptions:
 
 
 def benchmark_encoders(opts: BenchmarkOptions) -> List[Encoder]:
-    """The encoders to measure: the config files if any, else the mixer variants."""
+    """The encoders to measure: the config files if any, else the variants."""
     scaling = dict(width_scale=opts.width_scale, d_model=opts.d_model, num_layers=opts.num_layers, nhead=opts.nhead,
                    d_ffn=opts.d_ffn)
     if opts.configs:
         return config_file_encoders(opts.configs, **scaling)
-    unknown = [m for m in opts.mixers if m not in VARIANTS]
+    unknown = [v for v in opts.variants if v not in VARIANTS]
     if unknown:
-        raise ValueError(f"Unknown mixer variants {unknown}; valid: {', '.join(VARIANTS)}")
-    return variant_encoders(opts.mixers, opts.size, **scaling)
+        raise ValueError(f"Unknown variants {unknown}; valid: {', '.join(VARIANTS)}")
+    return variant_encoders(opts.variants, opts.size, **scaling)
 
 
 def _baseline_key(opts: BenchmarkOptions, encoders: List[Encoder]) -> Optional[str]:

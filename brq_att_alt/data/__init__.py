@@ -1,4 +1,5 @@
-"""Data layer: synthetic eSpeak corpus, LibriSpeech preparation, audio reading."""
+"""Data layer: audio reading, one preparation module per dataset, the synthetic eSpeak corpus,
+and the manifests as SpeechBrain datasets (``datasets.audio_dataset``)."""
 
 from .audio import AudioReadError, read_audio
 from .librispeech import merge_manifests, prepare_librispeech, prepare_recipe_manifests

@@ -21,8 +21,8 @@ import unicodedata
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
 
-from ..csv_files import write_csv
-from .manifest import already_prepared, audio_duration, fmt_duration, record_options
+from ..csv_files import read_csv, write_csv
+from .manifest import already_prepared, audio_duration, fmt_duration, record_options, write_skipped
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +80,11 @@ def _resolve_clip(clips: Path, name: str) -> Optional[Path]:
 
 def prepare_commonvoice(data_folder: Union[str, Path], save_folder: Union[str, Path],
                         language: Optional[str] = None, splits: Sequence[str] = DEFAULT_SPLITS,
-                        max_duration: Optional[float] = None, skip_prep: bool = False) -> Dict[str, str]:
+                        max_duration: Optional[float] = None) -> Dict[str, str]:
     """Write ``<save_folder>/<split>.csv`` for each split; returns {split: csv path}."""
     save_folder = Path(save_folder)
     splits = [splits] if isinstance(splits, str) else list(splits)
     out = {s: str(save_folder / f"{s}.csv") for s in splits}
-    if skip_prep:
-        return out
     root = _find_language_folder(Path(data_folder).expanduser(), language, splits)
     options = {"data_folder": str(root.resolve()), "splits": splits, "max_duration": max_duration}
     if already_prepared(save_folder, [f"{s}.csv" for s in splits], options, "commonvoice"):
@@ -94,33 +92,30 @@ def prepare_commonvoice(data_folder: Union[str, Path], save_folder: Union[str, P
     save_folder.mkdir(parents=True, exist_ok=True)
     for split in splits:
         rows, skipped = [], []
-        with open(root / f"{split}.tsv", newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-            missing_cols = {"client_id", "path", "sentence"} - set(reader.fieldnames or [])
-            if missing_cols:
-                raise ValueError(f"{root / (split + '.tsv')} lacks the columns {sorted(missing_cols)}")
-            for rec in reader:
-                clip = _resolve_clip(root / "clips", rec["path"])
-                if clip is None:
-                    skipped.append(f"{rec['path']}\tmissing audio")
-                    continue
-                words = normalize_text(rec["sentence"] or "")
-                if not words:
-                    skipped.append(f"{rec['path']}\tempty transcript")
-                    continue
-                try:
-                    duration = audio_duration(clip)
-                except Exception as err:
-                    skipped.append(f"{rec['path']}\tunreadable audio: {err}")
-                    continue
-                if max_duration is not None and duration > max_duration:
-                    continue
-                rows.append({"ID": Path(rec["path"]).stem, "duration": fmt_duration(duration),
-                             "wav": str(clip.resolve()), "spk_id": rec["client_id"], "wrd": words})
+        records = read_csv(root / f"{split}.tsv", required=("client_id", "path", "sentence"), delimiter="\t",
+                           quoting=csv.QUOTE_NONE)
+        for rec in records:
+            clip = _resolve_clip(root / "clips", rec["path"])
+            if clip is None:
+                skipped.append((root / "clips" / rec["path"], "missing audio"))
+                continue
+            words = normalize_text(rec["sentence"] or "")
+            if not words:
+                skipped.append((clip, "empty transcript"))
+                continue
+            try:
+                duration = audio_duration(clip)
+            except Exception as err:
+                skipped.append((clip, f"unreadable audio: {err}"))
+                continue
+            if max_duration is not None and duration > max_duration:
+                continue
+            rows.append({"ID": Path(rec["path"]).stem, "duration": fmt_duration(duration),
+                         "wav": str(clip.resolve()), "spk_id": rec["client_id"], "wrd": words})
         if not rows:
             raise ValueError(f"No usable clip in {root / (split + '.tsv')} ({len(skipped)} skipped)")
         write_csv(save_folder / f"{split}.csv", CSV_COLUMNS, sorted(rows, key=lambda r: r["ID"]))
-        (save_folder / f"{split}_skipped.txt").write_text("".join(s + "\n" for s in skipped))
+        write_skipped(save_folder / f"{split}_skipped.txt", skipped)
         logger.info("Common Voice %s: %d clips, %d skipped", split, len(rows), len(skipped))
     record_options(save_folder, options, "commonvoice")
     return out

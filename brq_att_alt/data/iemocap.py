@@ -69,14 +69,11 @@ def _find_root(data_folder: Path) -> Path:
 
 
 def prepare_iemocap(data_folder: Union[str, Path], save_folder: Union[str, Path],
-                    test_sessions: Optional[Iterable[int]] = None, valid_ratio: float = 0.1,
-                    skip_prep: bool = False) -> Dict[str, Dict[str, str]]:
+                    test_sessions: Optional[Iterable[int]] = None,
+                    valid_ratio: float = 0.1) -> Dict[str, Dict[str, str]]:
     """Write all.csv and the leave-one-session-out folds; returns {session: {train,valid,test}}."""
     save_folder = Path(save_folder)
-    root = None if skip_prep else _find_root(Path(data_folder).expanduser())
-    if skip_prep:
-        rows = read_csv(save_folder / "all.csv")
-        return make_session_folds(rows, save_folder, test_sessions, valid_ratio)
+    root = _find_root(Path(data_folder).expanduser())
     options = {"data_folder": str(root.resolve())}
     if already_prepared(save_folder, ["all.csv"], options, "iemocap"):
         return make_session_folds(read_csv(save_folder / "all.csv"), save_folder, test_sessions, valid_ratio)

@@ -20,13 +20,12 @@ Call it through ``speechbrain.utils.distributed.run_on_main`` in multi-process
 runs; it only writes files.
 """
 
-import csv
 import logging
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from ..csv_files import read_csv, write_csv
+from ..csv_files import csv_columns, read_csv, write_csv
 from .manifest import already_prepared, check_audio_file, fmt_duration, map_files, record_options, write_skipped
 
 logger = logging.getLogger(__name__)
@@ -244,8 +243,7 @@ def merge_manifests(csv_paths: Sequence[Union[str, Path]], out_csv: Union[str, P
     """Concatenate CSV manifests that share a header into ``out_csv`` (one header)."""
     columns, rows = None, []
     for path in csv_paths:
-        with open(path, newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), [])
+        header = csv_columns(path)
         if columns is not None and header != columns:
             raise ValueError(f"{path} has columns {header}, the first manifest {columns}: cannot merge")
         columns = header
@@ -263,20 +261,9 @@ def prepare_recipe_manifests(
     train_csv: Union[str, Path],
     min_duration: Optional[float] = None,
     max_duration: Optional[float] = None,
-    synthetic_folder: Optional[Union[str, Path]] = None,
-    synthetic_options: Optional[dict] = None,
 ) -> None:
-    """The data step of the LibriSpeech-layout recipes (pre-training, CTC fine-tuning).
-
-    If ``data_folder`` is ``synthetic_folder``, the synthetic corpus is made there first
-    (nothing is done when it is complete). Then one manifest per split is written to
-    ``manifest_folder`` and the train splits are concatenated into ``train_csv``.
-    """
-    data_folder = Path(data_folder)
-    if synthetic_folder is not None and data_folder.resolve() == Path(synthetic_folder).resolve():
-        from .synthetic import make_synthetic_corpus
-
-        make_synthetic_corpus(data_folder, **(synthetic_options or {}))
+    """The data step of the LibriSpeech-layout recipes (pre-training, CTC fine-tuning): one
+    manifest per split in ``manifest_folder``, the train splits concatenated into ``train_csv``."""
     splits = list(dict.fromkeys([*train_splits, *other_splits]))
     prepare_librispeech(data_folder, manifest_folder, splits=splits, min_duration=min_duration, max_duration=max_duration)
     merge_manifests([Path(manifest_folder) / f"{split}.csv" for split in train_splits], train_csv)

@@ -38,13 +38,10 @@ def _find(data_folder: Path):
 
 
 def prepare_slurp(data_folder: Union[str, Path], save_folder: Union[str, Path],
-                  use_synthetic: bool = False, max_duration: Optional[float] = None,
-                  skip_prep: bool = False) -> Dict[str, str]:
+                  use_synthetic: bool = False, max_duration: Optional[float] = None) -> Dict[str, str]:
     """Write train/dev/test CSVs (train_synthetic added to train when ``use_synthetic``)."""
     save_folder = Path(save_folder)
     out = {k: str(save_folder / f"{k}.csv") for k in SPLITS}
-    if skip_prep:
-        return out
     data_folder = Path(data_folder).expanduser()
     if not data_folder.is_dir():
         raise FileNotFoundError(f"SLURP data_folder {data_folder} does not exist; expected {EXPECTED}.")

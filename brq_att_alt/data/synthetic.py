@@ -383,6 +383,35 @@ def make_synthetic_corpus(out_dir: Union[str, Path],
     return out
 
 
+def ensure_synthetic_corpus(out_dir: Union[str, Path], options: Optional[Mapping] = None) -> Path:
+    """The synthetic corpus of a recipe whose YAML says ``dataset: synthetic``.
+
+    A finished corpus in ``out_dir`` is used as it is: if it was made with other options
+    than ``options`` (the YAML's ``synthetic_corpus_options``, ``make_synthetic_corpus``
+    arguments), a warning names both. Otherwise the corpus is made there with ``options``
+    (a half-written one is regenerated). Returns the corpus folder.
+    """
+    options = dict(options or {})
+    out = Path(out_dir).expanduser().resolve()
+    marker = _read_marker(out)
+    if marker is None and out.is_dir() and any(out.iterdir()) and not (out / INCOMPLETE_MARKER).exists():
+        raise FileExistsError(
+            f"dataset is synthetic but {out} holds no synthetic corpus (no {COMPLETE_MARKER}) and is not "
+            "empty: for a real dataset in that folder pass --dataset=real; for the synthetic corpus pass "
+            "an empty or new --data_folder."
+        )
+    if marker is None or (out / INCOMPLETE_MARKER).exists():
+        logger.info("Generating the synthetic corpus in %s", out)
+        return make_synthetic_corpus(out, **options)
+    asked = _options(options.get("num_speakers", DEFAULT_NUM_SPEAKERS), _normalise_counts(options.get(
+        "utts_per_speaker")), options.get("seed", DEFAULT_SEED), options.get("noise_level", DEFAULT_NOISE_LEVEL))
+    if marker.get("options") != asked:
+        logger.warning("Using the synthetic corpus in %s as it is: made with %s, while synthetic_corpus_options "
+                       "asks for %s (delete the folder, or pass another data_folder, to make that one).",
+                       out, marker.get("options"), asked)
+    return out
+
+
 def _readme(options: dict, plan: List[Utterance], total: float, version: str) -> str:
     speakers = {u.speaker.spk_id: u.speaker for u in plan}
     lines = [

@@ -25,7 +25,7 @@ from .iemocap import CSV_COLUMNS as EMOTION_COLUMNS
 from .iemocap import make_session_folds
 from .manifest import fmt_duration
 from .synthetic import load_labels
-from ..probes.verification import write_trial_list
+from .voxceleb import write_trial_list
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,9 @@ Output in ``save_folder``:
   accuracy); columns ``ID,duration,wav,spk_id``; ID = the path relative to ``wav/``.
 * ``test.csv``: every utterance the trial list names (ID = its trial-list path).
 * ``trials.txt``: the trial list, copied (less the trials of any test file left out).
+
+Trial lists (``read_trial_list`` / ``write_trial_list``) use the VoxCeleb format, one
+trial a line: ``label enrol test`` with label 1 (same speaker) or 0.
 * ``train_skipped.txt`` / ``test_skipped.txt``: files left out (unreadable, truncated,
   NaN / infinite samples), with the reason.
 
@@ -28,21 +31,54 @@ walked again: a re-run takes milliseconds.
 import logging
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from ..csv_files import write_csv
-from ..probes.verification import read_trial_list, write_trial_list
 from .manifest import (
     already_prepared, check_audio_file, fmt_duration, map_files, record_options, split_every, write_skipped,
 )
 
 logger = logging.getLogger(__name__)
 
+Trial = Tuple[int, str, str]  # (label: 1 same speaker / 0, enrol utterance, test utterance)
+
 CSV_COLUMNS = ("ID", "duration", "wav", "spk_id")
 PREP_VERSION = 2  # 2: files checked in full (truncation, NaN / inf) and left out if bad
 TRIAL_NAMES = ("veri_test2.txt", "veri_test.txt", "list_test_O.txt")
 EXPECTED = ("<data_folder>/wav/<speaker id>/<youtube id>/<utt>.wav (or vox1_dev_wav/wav and "
             "vox1_test_wav/wav) plus a trial list veri_test2.txt ('label enrol test' lines)")
+
+
+def read_trial_list(path: Union[str, Path]) -> List[Trial]:
+    """Read ``label enrol test`` lines (VoxCeleb format); clear errors on bad lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Trial list not found: {path} (expected 'label enrol test' lines)")
+    trials: List[Trial] = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 3 or parts[0] not in ("0", "1"):
+                raise ValueError(
+                    f"{path}:{lineno}: expected 'label enrol test' with label 0 or 1 "
+                    f"(VoxCeleb format), got {line.strip()!r}"
+                )
+            trials.append((int(parts[0]), parts[1], parts[2]))
+    if not trials:
+        raise ValueError(f"Trial list {path} holds no trial")
+    return trials
+
+
+def write_trial_list(trials: Iterable[Trial], path: Union[str, Path]) -> Path:
+    """Write trials as ``label enrol test`` lines."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for label, enrol, test in trials:
+            fh.write(f"{int(label)} {enrol} {test}\n")
+    return path
 
 
 def _wav_roots(data_folder: Path) -> List[Path]:

@@ -1,23 +1,21 @@
-"""Downstream probing of frozen BEST-RQ encoders (MP3S): layer mixing, probe heads, scoring."""
+"""Downstream probing of frozen BEST-RQ encoders (MP3S): layer mixing, probe heads, scoring
+(``probes.training``: the probe Brains and the training of a probe, for the recipes)."""
 
 from .heads import (
-    BiLSTMHead,
-    BiLSTMLinear,
-    ContextNetHead,
     ECAPAHead,
     EmbeddingClassifier,
-    LinearHead,
-    MeanPoolLinear,
+    FrameBiLSTM,
+    FrameContextNet,
+    FrameLinear,
+    PooledBiLSTM,
+    PooledLinear,
     XvectorHead,
-    length_mask,
-    masked_mean,
 )
-from .verification import compute_eer, cosine_score, read_trial_list, score_trials, write_trial_list
+from .verification import compute_eer, compute_min_dcf, cosine_score, score_trials
 from .weighted_sum import WeightedLayerSum
 
 __all__ = [
-    "BiLSTMHead", "BiLSTMLinear", "ContextNetHead", "ECAPAHead", "EmbeddingClassifier",
-    "LinearHead", "MeanPoolLinear", "WeightedLayerSum", "XvectorHead", "compute_eer",
-    "cosine_score", "length_mask", "masked_mean", "read_trial_list", "score_trials",
-    "write_trial_list",
+    "ECAPAHead", "EmbeddingClassifier", "FrameBiLSTM", "FrameContextNet", "FrameLinear",
+    "PooledBiLSTM", "PooledLinear", "WeightedLayerSum", "XvectorHead", "compute_eer",
+    "compute_min_dcf", "cosine_score", "score_trials",
 ]

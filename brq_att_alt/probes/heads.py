@@ -1,10 +1,11 @@
 """Downstream probe heads of the MP3S benchmark (on top of the weighted layer sum).
 
-Every head takes ``(x (B, T, d), lens (B,) relative lengths)``:
+Every head takes ``(x (B, T, d), lens (B,) relative lengths)``; the name says what it returns:
 
-* frame-level heads (CTC): ``LinearHead``, ``BiLSTMHead``, ``ContextNetHead`` ->
-  (B, T, n_outputs) logits;
-* utterance-level heads: ``MeanPoolLinear``, ``BiLSTMLinear`` -> (B, n_classes) logits;
+* ``Frame*`` heads (CTC): ``FrameLinear``, ``FrameBiLSTM``, ``FrameContextNet`` ->
+  (B, T, n_outputs) logits, one per frame;
+* ``Pooled*`` heads: ``PooledLinear``, ``PooledBiLSTM``: the frame head's features
+  averaged over the valid frames -> (B, n_outputs) logits, one per utterance;
 * embedding heads (SpeechBrain's lobes, configured): ``XvectorHead``, ``ECAPAHead``
   -> (B, emb_dim) embeddings; ``EmbeddingClassifier`` turns them into logits.
 
@@ -21,33 +22,32 @@ from speechbrain.lobes.models.ContextNet import ContextNet
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 from speechbrain.lobes.models.Xvector import Xvector
 
-
-def length_mask(lens: Optional[torch.Tensor], T: int, device=None) -> torch.Tensor:
-    """(B, T) bool, True on valid frames, from relative lengths (all valid when lens is None)."""
-    if lens is None:
-        raise ValueError("lens is needed to build the mask")
-    abs_lens = torch.round(lens.float() * T).clamp(min=1, max=T)
-    return torch.arange(T, device=device or lens.device).unsqueeze(0) < abs_lens.unsqueeze(1)
+from ..padding import masked_mean, relative_lengths_to_padding_mask, relative_to_absolute_lengths
 
 
-def masked_mean(x: torch.Tensor, lens: Optional[torch.Tensor]) -> torch.Tensor:
-    """Mean over time of the valid frames: (B, T, d) -> (B, d)."""
-    if lens is None:
-        return x.mean(dim=1)
-    mask = length_mask(lens, x.shape[1], x.device).unsqueeze(-1).to(x.dtype)
-    return (x * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+def mean_over_valid_frames(x: torch.Tensor, lens: Optional[torch.Tensor]) -> torch.Tensor:
+    """(B, T, d) + relative lengths (B,) (None: every frame valid) -> (B, d) mean of the valid frames."""
+    mask = None if lens is None else relative_lengths_to_padding_mask(lens, x.shape[1])
+    return masked_mean(x, mask, dim=1).squeeze(1)
 
 
-class LinearHead(nn.Module):
-    """Frame-wise linear layer (the low-resource ASR 'linear' probe)."""
+class FrameLinear(nn.Module):
+    """Frame-wise linear layer (the low-resource ASR 'linear' probe): (B, T, d) -> (B, T, n_outputs).
+
+    The other heads reuse its output layer: ``frames(x, lens)`` gives the features the
+    linear layer reads (here ``x`` itself).
+    """
 
     def __init__(self, input_size: int, n_outputs: int, dropout: float = 0.0):
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(input_size, n_outputs)
 
+    def frames(self, x: torch.Tensor, lens: Optional[torch.Tensor]) -> torch.Tensor:
+        return x
+
     def forward(self, x, lens=None):
-        return self.out(self.dropout(x))
+        return self.out(self.dropout(self.frames(x, lens)))
 
 
 class _BiLSTM(nn.Module):
@@ -63,75 +63,64 @@ class _BiLSTM(nn.Module):
         if lens is None:
             return self.lstm(x)[0]
         T = x.shape[1]
-        abs_lens = torch.round(lens.float() * T).clamp(min=1, max=T).long().cpu()
+        abs_lens = relative_to_absolute_lengths(lens, T).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(x, abs_lens, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)[0]
 
 
-class BiLSTMHead(nn.Module):
-    """BiLSTM (2 layers in MP3S) + frame-wise linear output (ASR probe)."""
+class FrameBiLSTM(FrameLinear):
+    """BiLSTM (2 layers in MP3S) + frame-wise linear output (ASR probe): (B, T, d) -> (B, T, n_outputs)."""
 
     def __init__(self, input_size: int, n_outputs: int, hidden_size: int = 1024,
                  num_layers: int = 2, dropout: float = 0.2):
-        super().__init__()
-        self.rnn = _BiLSTM(input_size, hidden_size, num_layers, dropout)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(self.rnn.output_size, n_outputs)
+        rnn = _BiLSTM(input_size, hidden_size, num_layers, dropout)
+        super().__init__(rnn.output_size, n_outputs, dropout)
+        self.rnn = rnn
 
-    def forward(self, x, lens=None):
-        return self.out(self.dropout(self.rnn(x, lens)))
+    def frames(self, x, lens):
+        return self.rnn(x, lens)
 
 
-class ContextNetHead(nn.Module):
-    """SpeechBrain's ContextNet (stride 1: the encoder frames are already 40 ms) + linear output."""
+class FrameContextNet(FrameLinear):
+    """SpeechBrain's ContextNet (stride 1: the encoder frames are already 40 ms) + frame-wise
+    linear output: (B, T, d) -> (B, T, n_outputs)."""
 
     def __init__(self, input_size: int, n_outputs: int, out_channels: int = 640,
                  conv_channels: Optional[Sequence[int]] = None, num_blocks: int = 21,
                  num_layers: int = 5, kernel_size: int = 3, inner_dim: int = 12,
                  alpha: float = 1.0, dropout: float = 0.15):
-        super().__init__()
         if conv_channels is None:
             conv_channels = [256] * num_blocks
         conv_channels = list(conv_channels)
         if len(conv_channels) != num_blocks:
             raise ValueError(f"conv_channels has {len(conv_channels)} entries for {num_blocks} blocks")
+        super().__init__(out_channels, n_outputs)  # no dropout after ContextNet (it has its own)
         self.contextnet = ContextNet(
             input_shape=(None, None, input_size), out_channels=out_channels,
             conv_channels=conv_channels, kernel_size=kernel_size, strides=[1] * num_blocks,
             num_blocks=num_blocks, num_layers=num_layers, inner_dim=inner_dim, alpha=alpha,
             dropout=dropout,
         )
-        self.out = nn.Linear(out_channels, n_outputs)
+
+    def frames(self, x, lens):
+        return self.contextnet(x)
+
+
+class _Pooled:
+    """Mixin for a ``Frame*`` head: its features averaged over the valid frames, then its
+    output layer: (B, T, d) -> (B, n_outputs)."""
 
     def forward(self, x, lens=None):
-        return self.out(self.contextnet(x))
+        return self.out(self.dropout(mean_over_valid_frames(self.frames(x, lens), lens)))
 
 
-class MeanPoolLinear(nn.Module):
-    """Mean pooling over the valid frames + linear classifier (SLURP / IEMOCAP 'linear' probe)."""
-
-    def __init__(self, input_size: int, n_classes: int, dropout: float = 0.0):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(input_size, n_classes)
-
-    def forward(self, x, lens=None):
-        return self.out(self.dropout(masked_mean(x, lens)))
+class PooledLinear(_Pooled, FrameLinear):
+    """Mean over the valid frames + linear classifier (SLURP / IEMOCAP 'linear' probe): (B, n_outputs)."""
 
 
-class BiLSTMLinear(nn.Module):
-    """BiLSTM, mean pooling over the valid frames, linear classifier (SLURP 'BiLSTM + linear')."""
-
-    def __init__(self, input_size: int, n_classes: int, hidden_size: int = 1024,
-                 num_layers: int = 2, dropout: float = 0.2):
-        super().__init__()
-        self.rnn = _BiLSTM(input_size, hidden_size, num_layers, dropout)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(self.rnn.output_size, n_classes)
-
-    def forward(self, x, lens=None):
-        return self.out(self.dropout(masked_mean(self.rnn(x, lens), lens)))
+class PooledBiLSTM(_Pooled, FrameBiLSTM):
+    """BiLSTM, mean over the valid frames, linear classifier (SLURP 'BiLSTM + linear'): (B, n_outputs)."""
 
 
 class XvectorHead(nn.Module):

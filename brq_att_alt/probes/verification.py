@@ -1,4 +1,4 @@
-"""Speaker verification scoring: cosine scores, EER, minDCF, VoxCeleb trial lists.
+"""Speaker verification scoring: cosine scores, EER, minDCF.
 
 EER definition (hand-checkable)
 -------------------------------
@@ -24,13 +24,11 @@ recipes': p_target 0.01, c_miss = c_fa = 1.
 Both sort the scores once and count with binary searches: O(n log n) time and O(n)
 memory in the number of trials (VoxCeleb1-E/H: ~580k trials in well under a second).
 
-Trial lists use the VoxCeleb format, one trial a line: ``label enrol test``
-with label 1 (same speaker) or 0, e.g.
-``1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav``.
+Trials are ``(label, enrol, test)`` tuples (label 1: same speaker), as read from a
+VoxCeleb-format trial list by ``brq_att_alt.data.voxceleb.read_trial_list``.
 """
 
-from pathlib import Path
-from typing import Iterable, List, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -93,38 +91,6 @@ def compute_min_dcf(positive_scores: Sequence[float], negative_scores: Sequence[
     c_det = c_miss * p_miss * p_target + c_fa * p_fa * (1 - p_target)
     i = int(np.argmin(c_det))  # the first (smallest) threshold at the minimum
     return float(c_det[i]), float(thresholds[i])
-
-
-def read_trial_list(path: Union[str, Path]) -> List[Trial]:
-    """Read ``label enrol test`` lines (VoxCeleb format); clear errors on bad lines."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Trial list not found: {path} (expected 'label enrol test' lines)")
-    trials: List[Trial] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 3 or parts[0] not in ("0", "1"):
-                raise ValueError(
-                    f"{path}:{lineno}: expected 'label enrol test' with label 0 or 1 "
-                    f"(VoxCeleb format), got {line.strip()!r}"
-                )
-            trials.append((int(parts[0]), parts[1], parts[2]))
-    if not trials:
-        raise ValueError(f"Trial list {path} holds no trial")
-    return trials
-
-
-def write_trial_list(trials: Iterable[Trial], path: Union[str, Path]) -> Path:
-    """Write trials as ``label enrol test`` lines."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for label, enrol, test in trials:
-            fh.write(f"{int(label)} {enrol} {test}\n")
-    return path
 
 
 def score_trials(trials: Sequence[Trial], embeddings: dict) -> Tuple[List[float], List[float]]:

@@ -15,25 +15,26 @@ import torch.nn.functional as F
 
 
 class WeightedLayerSum(nn.Module):
-    """Softmax-normalised learnable weights over ``num_layers`` hidden states.
+    """Softmax-normalised learnable weights over ``num_hidden_states`` hidden states.
 
     Arguments
     ---------
-    num_layers: how many hidden states the encoder returns.
+    num_hidden_states: how many hidden states the encoder returns
+        (``PretrainedEncoder.num_hidden_states``).
     layer_norm: layer-normalise each hidden state (last dim) before mixing.
 
-    ``forward(hidden)``: a list of ``num_layers`` tensors (B, T, d) or a stacked
-    (num_layers, B, T, d) tensor -> (B, T, d).
+    ``forward(hidden)``: a list of ``num_hidden_states`` tensors (B, T, d) or a stacked
+    (num_hidden_states, B, T, d) tensor -> (B, T, d).
     The weights start equal (uniform average).
     """
 
-    def __init__(self, num_layers: int, layer_norm: bool = False):
+    def __init__(self, num_hidden_states: int, layer_norm: bool = False):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.num_layers = int(num_layers)
+        if num_hidden_states < 1:
+            raise ValueError(f"num_hidden_states must be >= 1, got {num_hidden_states}")
+        self.num_hidden_states = int(num_hidden_states)
         self.layer_norm = bool(layer_norm)
-        self.weights = nn.Parameter(torch.zeros(self.num_layers))
+        self.weights = nn.Parameter(torch.zeros(self.num_hidden_states))
 
     def normalized_weights(self) -> torch.Tensor:
         """The softmax of the raw weights (sums to 1)."""
@@ -41,9 +42,9 @@ class WeightedLayerSum(nn.Module):
 
     def forward(self, hidden: Union[Sequence[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         stacked = hidden if torch.is_tensor(hidden) else torch.stack(list(hidden), dim=0)
-        if stacked.shape[0] != self.num_layers:
+        if stacked.shape[0] != self.num_hidden_states:
             raise ValueError(
-                f"WeightedLayerSum expects {self.num_layers} hidden states, got {stacked.shape[0]}"
+                f"WeightedLayerSum expects {self.num_hidden_states} hidden states, got {stacked.shape[0]}"
             )
         if self.layer_norm:
             stacked = F.layer_norm(stacked, stacked.shape[-1:])
@@ -51,4 +52,4 @@ class WeightedLayerSum(nn.Module):
         return (w.view(-1, *([1] * (stacked.dim() - 1))) * stacked).sum(dim=0)
 
     def extra_repr(self) -> str:
-        return f"num_layers={self.num_layers}, layer_norm={self.layer_norm}"
+        return f"num_hidden_states={self.num_hidden_states}, layer_norm={self.layer_norm}"

@@ -13,40 +13,40 @@ with ``--output_folder <output>/<mixer label>/<Task>/<probe>``; its log goes to
 (``results.md`` + ``results.csv`` in ``--output``) has one row per task / probe /
 metric and one column per checkpoint (named by its mixer), as the papers' Table 1.
 
-``--tiny`` overrides epochs, data subsets and probe sizes (``TINY`` below) so that
+Every ``<Task>/<probe>/hparams/*.yaml`` is a recipe (its probe is the YAML's ``probe_name``);
+rows follow the tasks of Table 1, the probes of a task by name. ``--tiny`` overrides
+epochs, data subsets and probe sizes (``TINY`` below) so that
 the whole grid runs on a CPU in minutes (e.g. from the demo checkpoint of
 ``hparams/brq_tiny.yaml``); the numbers then only show that everything runs.
 Tasks without ``--real`` use the synthetic corpus (``data/synthetic_corpus``).
 """
 
 import argparse
-import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import List, NamedTuple
+
+from brq_att_alt.csv_files import write_csv
+from brq_att_alt.pretrained import CONFIG_NAME, find_save_folder
+from brq_att_alt.probes.training import METRICS_FILE
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
-METRICS_FILE = "mp3s_metrics.json"
 
-# (task, probe) in the order of the papers' Table 1
-RECIPES = [
-    ("LibriSpeech_ASR", "BiLSTM"), ("LibriSpeech_ASR", "ContextNet"),
-    ("CommonVoice_ASR", "linear"), ("CommonVoice_ASR", "BiLSTM"),
-    ("VoxCeleb1_SV", "Xvector"), ("VoxCeleb1_SV", "ECAPA"),
-    ("SLURP_IC", "linear"), ("SLURP_IC", "BiLSTM"),
-    ("IEMOCAP_ER", "linear"), ("IEMOCAP_ER", "ECAPA"),
-]
+# Tasks in the order of the papers' Table 1, with their row titles
 TASK_NAMES = {
     "LibriSpeech_ASR": "ASR LibriSpeech", "CommonVoice_ASR": "ASR CommonVoice",
     "VoxCeleb1_SV": "Speaker verification VoxCeleb1", "SLURP_IC": "Intent classification SLURP",
     "IEMOCAP_ER": "Emotion recognition IEMOCAP",
 }
 
+# --tiny: what every recipe and each (task, probe_name) gets; the tests use this table too
 TINY_COMMON = {"number_of_epochs": 3, "train_subset": 64, "valid_subset": 16, "cache_hidden": True,
                "batch_size": 8}
 TINY = {
@@ -66,28 +66,50 @@ TINY = {
 }
 
 
-def recipe_yaml(task: str, probe: str) -> Path:
-    return HERE / task / probe / "hparams" / f"{probe}.yaml"
+class Recipe(NamedTuple):
+    """One MP3S recipe: its task folder, its probe (the YAML's ``probe_name``) and its YAML."""
+
+    task: str
+    probe: str
+    yaml: Path
+
+    @property
+    def script(self) -> Path:
+        """``<Task>/<probe>/train.py`` (a link to the task's entry point)."""
+        return self.yaml.parents[1] / "train.py"
+
+
+def probe_name(yaml_file: Path) -> str:
+    """The top-level ``probe_name`` of a recipe YAML (read as text: nothing is instantiated)."""
+    match = re.search(r"^probe_name:\s*([^\s#]+)", Path(yaml_file).read_text(encoding="utf-8"), re.M)
+    if match is None:
+        raise ValueError(f"{yaml_file} has no top-level probe_name")
+    return match.group(1)
+
+
+def find_recipes() -> List[Recipe]:
+    """Every ``<Task>/<probe>/hparams/*.yaml``: tasks in Table 1 order, probes by name."""
+    found = [Recipe(task, probe_name(y), y) for task in TASK_NAMES
+             for y in sorted((HERE / task).glob("*/hparams/*.yaml"))]
+    return sorted(found, key=lambda r: (list(TASK_NAMES).index(r.task), r.probe.lower()))
 
 
 def checkpoint_label(path: str) -> str:
     """The checkpoint's mixer (from brq_model.json), else the folder name."""
-    sys.path.insert(0, str(REPO_ROOT))
-    from brq_att_alt.pretrained import CONFIG_NAME, find_save_folder
-
     try:
         return json.loads((find_save_folder(path) / CONFIG_NAME).read_text())["mixer"]
     except (OSError, KeyError, ValueError):
         return Path(path).name
 
 
-def build_command(task, probe, pretrained, out_dir, args, language=None):
-    cmd = [sys.executable, str(HERE / task / probe / "train.py"), str(recipe_yaml(task, probe)),
-           f"--pretrained_path={pretrained}", f"--output_folder={out_dir}"]
+def build_command(recipe: Recipe, pretrained, out_dir, args, language=None):
+    task = recipe.task
+    cmd = [sys.executable, str(recipe.script), str(recipe.yaml), f"--pretrained_path={pretrained}",
+           f"--output_folder={out_dir}"]
     overrides = {}
     if args.tiny:
         overrides.update(TINY_COMMON)
-        overrides.update(TINY[(task, probe)])
+        overrides.update(TINY[(task, recipe.probe)])
     if task in args.real:
         overrides.update({"dataset": "real", "data_folder": args.real[task]})
     elif args.synthetic_folder:
@@ -106,11 +128,12 @@ def build_command(task, probe, pretrained, out_dir, args, language=None):
 
 
 def run_one(job, args):
-    task, probe, language, label, pretrained = job
+    recipe, language, label, pretrained = job
+    task, probe = recipe.task, recipe.probe
     name = f"{task}/{probe}" + (f"/{language}" if language else "")
     out_dir = Path(args.output) / label / task / probe / (language or "")
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = build_command(task, probe, pretrained, out_dir, args, language)
+    cmd = build_command(recipe, pretrained, out_dir, args, language)
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
@@ -157,15 +180,11 @@ def write_tables(results, labels, output: Path):
                 positions[key] = (i, len(positions))
             index[key][r["label"]] = m.get("value")
     first_seen = {}
-    for key, (i, _) in positions.items():  # keep the order of RECIPES (first run of each row)
+    for key, (i, _) in positions.items():  # keep the order of the runs (first run of each row)
         first_seen[key[:2]] = min(first_seen.get(key[:2], i), i)
     rows = [index[k] for k in sorted(index, key=lambda k: (first_seen[k[:2]], positions[k][1]))]
-    with open(output / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["task", "probe", "metric", "direction", "unit"] + labels)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else (f"{v:.2f}" if isinstance(v, float) else v))
-                             for k, v in row.items()})
+    write_csv(output / "results.csv", ["task", "probe", "metric", "direction", "unit"] + labels,
+              [{k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows])
     arrow = {"lower": "↓", "higher": "↑"}
     lines = ["| Task | Probe | Metric | " + " | ".join(labels) + " |",
              "|---|---|---|" + "---:|" * len(labels)]
@@ -233,11 +252,11 @@ def main(argv=None):
         while label in labels:
             label += "'"
         labels.append(label)
-        for task, probe in RECIPES:
-            if args.tasks and task not in args.tasks or args.probes and probe not in args.probes:
+        for recipe in find_recipes():
+            if args.tasks and recipe.task not in args.tasks or args.probes and recipe.probe not in args.probes:
                 continue
-            for language in (args.cv_languages if task == "CommonVoice_ASR" else [None]):
-                jobs.append((task, probe, language, label, str(Path(pretrained).resolve())))
+            for language in (args.cv_languages if recipe.task == "CommonVoice_ASR" else [None]):
+                jobs.append((recipe, language, label, str(Path(pretrained).resolve())))
     start = time.time()
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         results = list(pool.map(lambda job: run_one(job, args), jobs))

@@ -1,0 +1,338 @@
+"""Training probes on a frozen BEST-RQ encoder: what the MP3S recipes share.
+
+A task's entry point (``recipes/MP3S/<Task>/train.py``) prepares its manifests and calls
+what is here:
+
+* ``start_probe_experiment(argv)``: the YAML and command line (``brq_att_alt.hparams``),
+  then the experiment folder, refused if it holds a run of another configuration
+  (``run_configuration``: encoder, pre-trained checkpoint, probe);
+* ``ProbeBrain``: a Brain whose ``encode`` runs the frozen encoder (no grad; optionally
+  cached) and the learned ``WeightedLayerSum``; only trainable parameters reach the
+  optimiser; batches with a non-finite loss or gradient are skipped and logged
+  (``brq_att_alt.training.FaultTolerantBrain``);
+* ``train_classifier``: utterance classification (intent, emotion, and the speaker
+  classification that trains verification embeddings) with ``ClassificationBrain``;
+* ``train_asr_probe``: CTC ASR over characters with ``CTCProbeBrain`` (the validation and
+  test reports of ``brq_att_alt.asr.CTCBrain``, shared with CTC fine-tuning);
+* ``write_metrics``: the run's final numbers in ``<output_folder>/mp3s_metrics.json``
+  (``METRICS_FILE``, read by ``recipes/MP3S/run_all.py``).
+
+YAML keys every probe recipe has: ``probe_name`` (the one name of the probe), ``dataset``
+(``synthetic`` | ``real``), ``data_folder``, ``pretrained_path``, ``encoder``,
+``weighted_sum``, ``modules``, ``optimizer``, ``epoch_counter``, ``checkpointer``,
+``train_logger``, ``output_folder``, ``save_folder``, ``sample_rate``, ``max_duration``,
+``<split>_subset``, ``train_dataloader_opts``, ``test_dataloader_opts``.
+"""
+
+import json
+import logging
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Tuple
+
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+
+from ..asr import CTCBrain, decoding_lm
+from ..data.datasets import audio_dataset
+from ..hparams import load_hparams
+from ..ngram import read_transcripts
+from ..text import DEFAULT_CHARS, CharTokenizer
+from ..training import FaultTolerantBrain, module_summary, start_experiment
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "mp3s_metrics.json"
+
+
+# ------------------------------------------------------------------ experiment
+def run_configuration(hparams) -> dict:
+    """What a resumed probe run must share with the run in its output folder: the encoder
+    config, the exact pre-trained checkpoint (the encoder is frozen: its weights come from
+    there every time), the probe name, and the class / size / parameter shapes of every
+    trainable module of the YAML (``probe_class`` arguments for the ASR probes, built later)."""
+    encoder = hparams["encoder"]
+    checkpoint = getattr(encoder, "checkpoint", None)
+    config = {
+        "recipe": "MP3S",
+        "probe_name": hparams.get("probe_name"),
+        "encoder": encoder.config,
+        "pretrained_checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
+        "modules": {name: module_summary(m) for name, m in hparams["modules"].items() if name != "encoder"},
+    }
+    probe_class = hparams.get("probe_class")
+    if probe_class is not None:
+        config["probe_class"] = {"class": getattr(getattr(probe_class, "func", probe_class), "__name__", "?"),
+                                 "args": dict(getattr(probe_class, "keywords", {}))}
+    return config
+
+
+def start_probe_experiment(argv=None) -> Tuple[str, object, object, dict]:
+    """``load_hparams(argv)``, then ``start_experiment`` with the probe's ``run_configuration``
+    (nothing is written if it refuses); returns (hparams_file, run_opts, overrides, hparams)."""
+    hparams_file, run_opts, overrides, hparams = load_hparams(argv)
+    start_experiment(hparams, hparams_file, overrides, run_configuration(hparams))
+    return hparams_file, run_opts, overrides, hparams
+
+
+# ------------------------------------------------------------------ data
+def probe_dataset(hparams, csv_path, split: Optional[str] = None):
+    """``audio_dataset`` of a manifest with the YAML's ``sample_rate``, ``max_duration`` and
+    ``<split>_subset``, sorted by duration."""
+    subset = hparams.get(f"{split}_subset") if split else None
+    return audio_dataset(csv_path, hparams["sample_rate"], max_duration=hparams.get("max_duration"), subset=subset)
+
+
+def label_pipeline(data_list, key: str, encoder, save_path):
+    """Add ``label_encoded`` from column ``key`` to every dataset; fit / load the encoder on the first."""
+
+    @sb.utils.data_pipeline.takes(key)
+    @sb.utils.data_pipeline.provides("label", "label_encoded")
+    def pipeline(value):
+        yield value
+        yield encoder.encode_label_torch(value)
+
+    sb.dataio.dataset.add_dynamic_item(data_list, pipeline)
+    Path(save_path).parent.mkdir(parents=True, exist_ok=True)
+    encoder.load_or_create(path=str(save_path), from_didatasets=[data_list[0]], output_key="label")
+    return encoder
+
+
+# ------------------------------------------------------------------ brains
+class ProbeBrain(FaultTolerantBrain):
+    """Frozen encoder (``modules.encoder``) + ``modules.weighted_sum`` + a probe."""
+
+    def encode(self, batch):
+        """(features (B, T', d) from the weighted layer sum, relative lengths (B,)).
+
+        With ``cache_hidden: True`` in the YAML, every utterance's hidden states are
+        kept in memory after its first pass (the encoder is frozen, deterministic and
+        padding-invariant), so later epochs skip the encoder: for small data only.
+        """
+        wavs, wav_lens = batch.sig
+        cache = self._hidden_cache() if getattr(self.hparams, "cache_hidden", False) else None
+        if cache is not None and all(uid in cache for uid in batch.id):
+            items = [cache[uid] for uid in batch.id]
+            T = max(h.shape[1] for h in items)
+            stacked = wavs.new_zeros(items[0].shape[0], len(items), T, items[0].shape[2])
+            for i, h in enumerate(items):
+                stacked[:, i, : h.shape[1]] = h.to(wavs.device)
+            lens = torch.tensor([h.shape[1] / T for h in items], device=wavs.device)
+            return self.modules.weighted_sum(stacked), lens
+        with torch.no_grad():
+            _, padding_mask, hidden = self.modules.encoder.encode(wavs, wav_lens, hidden=True)
+            hidden = torch.stack([h.detach() for h in hidden], dim=0)
+        valid = (~padding_mask).sum(dim=1)
+        if cache is not None:
+            for i, uid in enumerate(batch.id):
+                cache[uid] = hidden[:, i, : int(valid[i])].cpu().clone()
+        feats = self.modules.weighted_sum(hidden)
+        lens = valid.float() / max(padding_mask.shape[1], 1)
+        return feats, lens
+
+    def _hidden_cache(self):
+        if not hasattr(self, "_cache"):
+            self._cache = {}
+        return self._cache
+
+    def init_optimizers(self):
+        """The optimiser sees only trainable parameters (the frozen encoder has none)."""
+        if self.opt_class is not None:
+            params = [p for p in self.modules.parameters() if p.requires_grad]
+            self.optimizer = self.opt_class(params)
+            self.optimizers_dict = {"opt_class": self.optimizer}
+            if self.checkpointer is not None:
+                self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def log_epoch(self, stage_stats, epoch, valid_stats):
+        lr = self.optimizer.param_groups[0]["lr"]
+        weights = [round(w, 4) for w in self.modules.weighted_sum.normalized_weights().tolist()]
+        self.hparams.train_logger.log_stats(
+            stats_meta={"epoch": epoch, "lr": lr, "layer_weights": weights},
+            train_stats=stage_stats, valid_stats=valid_stats,
+        )
+
+
+class ClassificationBrain(ProbeBrain):
+    """Utterance classification: ``probe(x, lens)`` -> logits (or embeddings -> ``classifier``).
+
+    YAML keys used: ``label_encoder`` (CategoricalEncoder, output key ``label``),
+    optional module ``classifier`` (after an embedding probe), optional ``loss``
+    (callable(logits (B,1,C), targets (B,1), lens) e.g. AAM-softmax; default CE).
+    """
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        feats, lens = self.encode(batch)
+        out = self.modules.probe(feats, lens)
+        if "classifier" in self.modules:
+            out = self.modules.classifier(out)
+        return out
+
+    def compute_objectives(self, logits, batch, stage):
+        targets = batch.label_encoded.data.view(-1)
+        loss_fn = getattr(self.hparams, "loss", None)
+        if loss_fn is not None:
+            loss = loss_fn(logits.unsqueeze(1), targets.unsqueeze(1))
+        else:
+            loss = F.cross_entropy(logits, targets)
+        if stage != sb.Stage.TRAIN:
+            self.correct += (logits.argmax(-1) == targets).sum().item()
+            self.total += targets.numel()
+        return loss
+
+    def on_stage_start(self, stage, epoch=None):
+        self.correct, self.total = 0, 0
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        stats = {"loss": stage_loss}
+        if stage != sb.Stage.TRAIN:
+            stats["acc"] = self.correct / max(self.total, 1)
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = {**stats, **self.skip_stats()}
+        elif stage == sb.Stage.VALID:
+            self.log_epoch(self.train_stats, epoch, stats)
+            self.checkpointer.save_and_keep_only(meta={"acc": stats["acc"]}, max_keys=["acc"])
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
+            self.test_stats = stats
+
+    @torch.no_grad()
+    def embeddings(self, dataset, loader_kwargs) -> Dict[str, torch.Tensor]:
+        """{utterance id: the probe's output} with the best (validation accuracy) checkpoint."""
+        self.on_evaluate_start(max_key="acc")
+        self.modules.eval()
+        out = {}
+        for batch in self.make_dataloader(dataset, sb.Stage.TEST, **loader_kwargs):
+            batch = batch.to(self.device)
+            feats, lens = self.encode(batch)
+            for uid, emb in zip(batch.id, self.modules.probe(feats, lens).cpu()):
+                out[uid] = emb
+        return out
+
+
+def train_classifier(hparams, run_opts, paths: Mapping[str, str], label_key: str,
+                     test: bool = True) -> Tuple[ClassificationBrain, Optional[float]]:
+    """Train ``modules.probe`` (+ ``classifier``) on the labels of column ``label_key`` of the
+    ``train`` / ``valid`` manifests of ``paths``; with ``test``, evaluate the best (validation
+    accuracy) checkpoint on ``test``. Returns (brain, test accuracy as a fraction, or None)."""
+    names = ("train", "valid", "test") if test else ("train", "valid")
+    data = {name: probe_dataset(hparams, paths[name], name) for name in names}
+    label_pipeline(list(data.values()), label_key, hparams["label_encoder"],
+                   Path(hparams["save_folder"]) / "label_encoder.txt")
+    sb.dataio.dataset.set_output_keys(list(data.values()), ["id", "sig", "label_encoded"])
+    brain = ClassificationBrain(modules=hparams["modules"], opt_class=hparams["optimizer"], hparams=hparams,
+                                run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain.fit(brain.hparams.epoch_counter, data["train"], data["valid"],
+              train_loader_kwargs=hparams["train_dataloader_opts"],
+              valid_loader_kwargs=hparams["test_dataloader_opts"])
+    if not test:
+        return brain, None
+    brain.evaluate(data["test"], max_key="acc", test_loader_kwargs=hparams["test_dataloader_opts"])
+    return brain, brain.test_stats["acc"]
+
+
+# ------------------------------------------------------------------ ASR probes
+class CTCProbeBrain(CTCBrain, ProbeBrain):
+    """probe(x, lens) -> (B, T', vocab) logits; CTC over characters; best checkpoint = lowest WER."""
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        feats, lens = self.encode(batch)
+        return torch.log_softmax(self.modules.probe(feats, lens), dim=-1), lens
+
+    def end_of_validation(self, stats, epoch):
+        self.log_epoch(self.train_stats, epoch, stats)
+        self.checkpointer.save_and_keep_only(meta={"WER": stats["WER"]}, min_keys=["WER"])
+
+
+def probe_tokenizer(hparams, train_csv) -> CharTokenizer:
+    """LibriSpeech characters (``char_set: english``), or (``from_data``) the symbols of the
+    training transcripts; saved once in ``<save_folder>/tokenizer.json`` and read back after."""
+    path = Path(hparams["save_folder"]) / "tokenizer.json"
+    if path.is_file():
+        return CharTokenizer.load(path)
+    if hparams["char_set"] == "from_data":
+        chars = sorted({c for t in read_transcripts(train_csv) for c in t.upper() if not c.isspace()})
+    elif hparams["char_set"] == "english":
+        chars = list(DEFAULT_CHARS)
+    else:
+        raise ValueError(f"char_set must be 'english' or 'from_data', got {hparams['char_set']!r}")
+    tokenizer = CharTokenizer(chars)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(path)
+    return tokenizer
+
+
+def train_asr_probe(hparams, run_opts, paths) -> Tuple[Dict[str, dict], dict]:
+    """Train the CTC probe (``probe_class`` built for the vocabulary), decode every test set
+    (greedy; with the LM of ``decoding_lm`` too). ``paths``: {"train": csv, "valid": csv,
+    "test": {name: csv}}. Returns the ``metrics`` ({"WER <test> [+LM]": ...}) and ``extra``
+    (LM used, vocabulary) arguments of ``write_metrics``."""
+    tokenizer = probe_tokenizer(hparams, paths["train"])
+    hparams["tokenizer"] = tokenizer
+    hparams["lm_path"] = decoding_lm(hparams["lm_path"], hparams["build_lm"], paths["train"],
+                                     hparams["output_folder"], hparams["lm_order"])
+    probe = hparams["probe_class"](input_size=hparams["encoder_dim"], n_outputs=tokenizer.vocab_size)
+    hparams["modules"]["probe"] = probe
+    hparams["checkpointer"].add_recoverable("probe", probe)
+    train = probe_dataset(hparams, paths["train"], "train")
+    valid = probe_dataset(hparams, paths["valid"], "valid")
+    tests = {name: probe_dataset(hparams, p, "test") for name, p in paths["test"].items()}
+
+    @sb.utils.data_pipeline.takes("wrd")
+    @sb.utils.data_pipeline.provides("wrd", "tokens")
+    def text_pipeline(wrd):
+        yield wrd
+        yield tokenizer.encode(wrd)
+
+    every = [train, valid, *tests.values()]
+    sb.dataio.dataset.add_dynamic_item(every, text_pipeline)
+    sb.dataio.dataset.set_output_keys(every, ["id", "sig", "wrd", "tokens"])
+    brain = CTCProbeBrain(modules=hparams["modules"], opt_class=hparams["optimizer"], hparams=hparams,
+                          run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain.fit(brain.hparams.epoch_counter, train, valid, train_loader_kwargs=hparams["train_dataloader_opts"],
+              valid_loader_kwargs=hparams["test_dataloader_opts"])
+    for name, data in tests.items():
+        brain.test_name = name
+        brain.evaluate(data, min_key="WER", test_loader_kwargs=hparams["test_dataloader_opts"])
+    metrics = {}
+    for name, results in brain.test_results.items():
+        for decoding, suffix in (("greedy", ""), ("lm", " +LM")):
+            if decoding in results:
+                r = results[decoding]
+                metrics[f"WER {name}{suffix}"] = {"value": r["wer"], "direction": "lower", "unit": "%",
+                                                  "ci95": [r["ci_low"], r["ci_high"]]}
+    extra = {"lm_path": hparams["lm_path"] if brain.lm_decoder is not None else None, "vocab": tokenizer.labels}
+    return metrics, extra
+
+
+# ------------------------------------------------------------------ results
+def write_metrics(hparams, task: str, metrics: Dict[str, dict], extra: Optional[dict] = None) -> Path:
+    """Write ``<output_folder>/mp3s_metrics.json``: task, ``probe_name``, dataset, mixer,
+    pre-trained path, ``metrics`` ({name: {"value": float, "direction": "lower"|"higher",
+    "unit": "%"|...}}), the final layer weights, and ``extra``."""
+    out = {
+        "task": task,
+        "probe": hparams["probe_name"],
+        "dataset": hparams["dataset"],
+        "mixer": hparams["encoder"].mixer,
+        "pretrained_path": str(hparams["pretrained_path"]),
+        "metrics": metrics,
+        "layer_weights": [round(w, 4) for w in hparams["weighted_sum"].normalized_weights().tolist()],
+    }
+    if extra:
+        out.update(extra)
+    path = Path(hparams["output_folder"]) / METRICS_FILE
+    path.write_text(json.dumps(out, indent=2))
+    logger.info("MP3S %s / %s: %s -> %s", task, hparams["probe_name"], metrics, path)
+    return path
+
+
+__all__: List[str] = [
+    "CTCProbeBrain", "ClassificationBrain", "METRICS_FILE", "ProbeBrain", "label_pipeline", "probe_dataset",
+    "probe_tokenizer", "run_configuration", "start_probe_experiment", "train_asr_probe", "train_classifier",
+    "write_metrics",
+]

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""MP3S SLURP intent (scenario) classification on a frozen BEST-RQ encoder.
+
+    python recipes/MP3S/SLURP_IC/linear/train.py recipes/MP3S/SLURP_IC/linear/hparams/linear.yaml \\
+        --pretrained_path results/brq_mhsa_tiny/1000
+
+Every ``<probe>/train.py`` is a link to this file; the probe is the YAML's: ``linear``
+(mean pooling + linear) or ``BiLSTM`` (BiLSTM + mean pooling + linear). Metric: test
+accuracy of the scenario (18 classes on SLURP, 8 on the synthetic corpus).
+
+Data (``dataset`` in the YAML):
+* ``real``: ``data_folder`` is the SLURP release (``dataset/slurp/*.jsonl`` + ``slurp_real/``);
+* ``synthetic``: ``data_folder`` is the synthetic corpus; the label is the sentence's scenario.
+"""
+
+from speechbrain.utils.distributed import run_on_main
+
+from brq_att_alt.data.slurp import prepare_slurp
+from brq_att_alt.data.synthetic import ensure_synthetic_corpus
+from brq_att_alt.data.synthetic_tasks import prepare_synthetic_intent
+from brq_att_alt.probes.training import start_probe_experiment, train_classifier, write_metrics
+
+TASK = "SLURP_IC"
+
+
+def prepare(hparams):
+    """Manifests; returns {"train", "valid", "test": csv path}."""
+    save = hparams["manifest_folder"]
+    if hparams["dataset"] == "synthetic":
+        corpus = ensure_synthetic_corpus(hparams["data_folder"], hparams["synthetic_corpus_options"])
+        return prepare_synthetic_intent(corpus, save, hparams["synthetic_splits"])
+    paths = prepare_slurp(hparams["data_folder"], save)
+    return {"train": paths["train"], "valid": paths["dev"], "test": paths["test"]}
+
+
+def main(argv=None):
+    _, run_opts, _, hparams = start_probe_experiment(argv)
+    run_on_main(prepare, kwargs={"hparams": hparams})
+    paths = prepare(hparams)  # idempotent: returns the manifest paths
+    brain, accuracy = train_classifier(hparams, run_opts, paths, "scenario")
+    write_metrics(hparams, TASK, {"accuracy": {"value": 100.0 * accuracy, "direction": "higher", "unit": "%"}})
+    return brain
+
+
+if __name__ == "__main__":
+    main()
