@@ -15,7 +15,7 @@ LAYERS = [
     ("data", {"data"}),
     ("mixers", {"mixers"}),
     ("model", {"conformer", "frontend", "features", "model", "sizes"}),
-    ("use", {"pretrained", "training", "ctc_decoding", "asr", "inference", "transcribe"}),
+    ("use", {"pretrained", "training", "ctc_decoding", "asr", "interfaces", "inference", "transcribe", "export"}),
     ("probes", {"probes"}),
     ("benchmarking", {"benchmarking"}),
 ]
