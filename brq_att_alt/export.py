@@ -72,9 +72,9 @@ DEFAULT_LICENSE = "apache-2.0"
 DEFAULT_DECODING = {"alpha": 0.8, "beta": 1.5, "beam_size": 32}  # the fine-tuning recipe's
 KENLM_BINARY_MAGIC = b"mmap lm "
 PAPERS = (
-    "T. Whetten, T. Parcollet, M. Dinarelli, Y. Estève. An Analysis of Linear Complexity Attention "
-    "Substitutes with BEST-RQ. SLT 2024.",
-    "E. Feillet et al. Polynomial Mixing for Efficient Self-supervised Speech Encoders. 2025.",
+    "Whetten et al. An Analysis of Linear Complexity Attention Substitutes with BEST-RQ. 2024.",
+    "Feillet et al. Polynomial Mixing for Efficient Self-supervised Speech Encoders. 2025.",
+    "Ravanelli et al. SpeechBrain: A General-Purpose Speech Toolkit. 2021.",
 )
 
 
@@ -356,6 +356,10 @@ def export_info(run: Run, decoding: Optional[dict]) -> dict:
     }
 
 
+def _count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n:,}"
+
+
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -366,10 +370,13 @@ def model_card(run: Run, decoding: Optional[dict], license_id: str, repo_hint: s
     """README.md of the folder: Hub front matter, what the model is, what the run recorded, how to use it."""
     c, h = run.config, run.hparams
     real = h.get("dataset") == "real"
-    splits = h.get("train_splits") or []
-    data = (f"LibriSpeech {', '.join(map(str, splits))}" if real
-            else "the project's synthetic eSpeak NG speech corpus (generated, English, "
-                 f"{', '.join(map(str, splits))})")
+    splits = ", ".join(map(str, h.get("train_splits") or [])) or "splits not recorded"
+    if real:
+        data = f"LibriSpeech ({splits})"
+    elif h.get("dataset") == "synthetic":
+        data = f"the project's synthetic eSpeak NG speech corpus (English, {splits})"
+    else:
+        data = f"not recorded (no {HPARAMS_NAME} next to the run's save folder)"
     total = count_parameters(run.encoder.model, trainable_only=False)
     encoding = sum(p.numel() for n, p in run.encoder.model.named_parameters()
                    if not n.startswith(("head.", "quantizer.")))
@@ -386,13 +393,13 @@ def model_card(run: Run, decoding: Optional[dict], license_id: str, repo_hint: s
     rows = [("token mixer", f"`{c['mixer']}` (options: `{json.dumps(c.get('mixer_kwargs', {}), sort_keys=True)}`)"),
             ("size", f"d_model {c['d_model']}, {c['num_layers']} layers, {c['nhead']} heads, d_ffn {c['d_ffn']}, "
                      f"conv kernel {c['kernel_size']}" + (f" ({h['size_name']})" if h.get("size_name") else "")),
-            ("parameters", f"{encoding / 1e6:.2f}M encoder (front end + Conformer), {total / 1e6:.2f}M with the "
+            ("parameters", f"{_count(encoding)} encoder (front end + Conformer), {_count(total)} with the "
                            "pre-training head and quantizer kept in `model.ckpt`"),
             ("input", "16 kHz mono audio, 80 log-mel filterbanks, 40 ms frames after the 4x front end"),
             ("training data", data)]
     if run.is_asr:
         rows += [("CTC head", f"{run.head.config['num_layers']}-layer MLP, "
-                              f"{count_parameters(run.head, trainable_only=False) / 1e6:.2f}M parameters, "
+                              f"{_count(count_parameters(run.head, trainable_only=False))} parameters, "
                               f"{run.tokenizer.vocab_size} labels (blank, space, {''.join(run.tokenizer.chars)})"),
                  ("decoding", "greedy" if decoding is None else
                   f"beam search {decoding['beam_size']} with the n-gram LM `{LM_FILE_NAME}` "
@@ -460,8 +467,8 @@ def model_card(run: Run, decoding: Optional[dict], license_id: str, repo_hint: s
                "output, padding_mask, hidden = encoder.encode(wavs, wav_lens, hidden=True)"]
         cli = "python -m brq_att_alt.transcribe --model path/to/this/folder --features feats.pt a.flac"
     out += ["## Use", "",
-            "Install the package (it defines the encoder: `pip install brq_att_alt` from its repository, "
-            "with SpeechBrain 1.1) and load the folder with SpeechBrain's interface. Nothing is downloaded: "
+            "Install the brq_att_alt package, which defines the encoder (`pip install -e .` in its "
+            "repository; SpeechBrain 1.1), and load the folder with SpeechBrain's interface. Nothing is downloaded: "
             "a local folder works offline (`HF_HUB_OFFLINE=1`); `savedir` receives links to the files.", "",
             "```python"] + load + ["```", "", "With the project's own interface and command line:", "",
                                    "```python"] + own + ["```", "", "```bash", cli, "```", ""]
@@ -493,8 +500,7 @@ def model_card(run: Run, decoding: Optional[dict], license_id: str, repo_hint: s
             "## License", "",
             f"The weights are released under `{license_id}` (set with `--license` at export). "
             + ("LibriSpeech is CC BY 4.0." if real else "The synthetic corpus is generated by the project."), "",
-            "## References", ""] + [f"- {p}" for p in PAPERS] + [
-            "- M. Ravanelli et al. SpeechBrain: A General-Purpose Speech Toolkit. 2021.", ""]
+            "## References", ""] + [f"- {p}" for p in PAPERS] + [""]
     return "\n".join(out)
 
 
