@@ -115,6 +115,12 @@ def test_fine_tuned_export_is_a_hub_ready_folder(asr_run, tmp_path):
     assert str(asr_run) not in card and str(tmp_path) not in card
     info = json.loads((out / "export.json").read_text())
     assert info["kind"] == "asr" and info["checkpoint"] == "CKPT+exported" and info["decoding"] is None
+    assert str(tmp_path) not in (out / "export.json").read_text()
+    # huggingface_hub reads the card's metadata as a model repository's (offline)
+    repocard = pytest.importorskip("huggingface_hub.repocard")
+    meta = repocard.metadata_load(out / "README.md")
+    assert meta["library_name"] == "speechbrain" and "ctc" in meta["tags"]
+    assert repocard.ModelCard.load(out / "README.md").data.license == "apache-2.0"
 
 
 def test_output_folder_rules(asr_run, tmp_path):
