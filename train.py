@@ -70,6 +70,13 @@ class BestRQBrain(FaultTolerantBrain):
 
     def on_stage_start(self, stage, epoch=None):
         self.correct, self.total = 0, 0
+        self._counted_at_last_log = (0, 0)
+
+    def interval_stats(self):
+        """Masked-frame accuracy of the training batches since the last step log."""
+        correct, total = self.correct - self._counted_at_last_log[0], self.total - self._counted_at_last_log[1]
+        self._counted_at_last_log = (self.correct, self.total)
+        return {"acc": correct / total} if total else {}
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         stats = {"loss": stage_loss, "acc": self.correct / max(self.total, 1)}

@@ -29,6 +29,7 @@ from speechbrain.utils.data_utils import batch_pad_right
 from .asr import HEAD_CKPT_NAME, HEAD_CONFIG_NAME, TOKENIZER_NAME, CTCHead
 from .ctc_decoding import BeamSearchDecoder, greedy_decode
 from .data.audio import read_audio
+from .interfaces import arpa_unigrams, exported_decoding
 from .pretrained import (
     MODEL_CKPT_NAME,
     checkpoint_candidates,
@@ -106,9 +107,11 @@ class BestRQTranscriber:
     # ---------------------------------------------------------------- loading
     @classmethod
     def from_folder(cls, path: PathLike, checkpoint: Optional[PathLike] = None, device: Union[str, torch.device] = "cpu",
-                    lm_path: Optional[PathLike] = None, beam_size: int = 1, alpha: float = 0.5, beta: float = 1.0,
-                    chunk_seconds: Optional[float] = None, require_head: bool = False) -> "BestRQTranscriber":
-        """Load a fine-tuning output folder (encoder + head + tokenizer) or a pre-training one (encoder only).
+                    lm_path: Optional[PathLike] = None, beam_size: Optional[int] = None, alpha: Optional[float] = None,
+                    beta: Optional[float] = None, chunk_seconds: Optional[float] = None,
+                    require_head: bool = False) -> "BestRQTranscriber":
+        """Load a fine-tuning output folder (encoder + head + tokenizer) or a pre-training one (encoder
+        only), or a folder written by ``python -m brq_att_alt.export``.
 
         ``path`` may also be a ``CKPT+*`` folder of such a run: exactly that checkpoint is loaded.
         ``checkpoint``: the same, given apart. Default: the checkpoint with the best validation
@@ -116,6 +119,9 @@ class BestRQTranscriber:
         next one is used.
 
         ``lm_path`` (ARPA or kenlm binary) or ``beam_size > 1`` switch from greedy to beam search.
+        An exported folder with an LM decodes with it and its settings (``export.json``) when
+        ``lm_path`` is None; ``lm_path=""`` means greedy. Settings not given and not exported:
+        ``alpha`` 0.5, ``beta`` 1.0, ``beam_size`` 1.
         ``require_head``: raise if the folder has no CTC head (a pre-training folder).
         """
         save_folder, named = resolve_run(path)
@@ -144,10 +150,19 @@ class BestRQTranscriber:
                 f"{save_folder} holds no {HEAD_CONFIG_NAME}: it is a pre-training folder (features only). "
                 "Transcription needs the output folder of recipes/finetune_ctc."
             )
+        exported = exported_decoding(save_folder) if lm_path is None else None
+        lm_options = {}
+        if exported is not None:
+            lm_options["unigrams"] = arpa_unigrams(exported["lm_path"])  # lm.ckpt: not found by its name
+            lm_path = exported["lm_path"]
+            alpha, beta = (exported["alpha"] if alpha is None else alpha), (exported["beta"] if beta is None else beta)
+            beam_size = exported["beam_size"] if beam_size is None else beam_size
+        alpha, beta = 0.5 if alpha is None else alpha, 1.0 if beta is None else beta
+        beam_size = 1 if beam_size is None else beam_size
         decoder = None
         if head is not None and (lm_path or beam_size > 1):
             decoder = BeamSearchDecoder(tokenizer, lm_path=lm_path or None, alpha=alpha, beta=beta,
-                                        beam_size=max(beam_size, 1))
+                                        beam_size=max(beam_size, 1), **lm_options)
         logger.info("Loaded %s (mixer %s, checkpoint %s, %s)", save_folder, encoder.mixer,
                     ckpt.name, "with CTC head" if head is not None else "encoder only")
         return cls(encoder, head, tokenizer, decoder, chunk_seconds=chunk_seconds, device=device)

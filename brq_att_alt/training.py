@@ -80,12 +80,41 @@ class FaultTolerantBrain(sb.core.Brain):
         self._window_ids: List[str] = []
         self._window_bad_ids: List[str] = []
         self._window_reasons: List[str] = []
+        self._interval_losses: List[float] = []  # finite batch losses since the last step log
 
     # ------------------------------------------------------------ settings
     @property
     def max_skipped_in_a_row(self) -> int:
         hparams = getattr(self, "hparams", None)
         return int(getattr(hparams, "max_skipped_batches_in_a_row", DEFAULT_MAX_SKIPPED_IN_A_ROW))
+
+    @property
+    def log_interval_steps(self) -> int:
+        """``log_interval_steps`` of the YAML: a train-log line every that many optimizer steps (0 = none)."""
+        return int(getattr(getattr(self, "hparams", None), "log_interval_steps", 0) or 0)
+
+    def interval_stats(self) -> Dict[str, float]:
+        """More training figures for the step log, over the batches since the last one (a subclass's:
+        pre-training adds the masked-frame accuracy)."""
+        return {}
+
+    def log_training_step(self) -> None:
+        """One train-log line (``train_logger``; also printed at INFO): optimizer step, epoch, learning
+        rate(s), and the mean finite training loss of the batches since the last such line (this
+        process's batches)."""
+        losses, self._interval_losses = self._interval_losses, []
+        meta: Dict[str, object] = {"step": self.optimizer_step}
+        counter = getattr(self.hparams, "epoch_counter", None)
+        if counter is not None:
+            meta["epoch"] = counter.current
+        optimizers = self._active_optimizers()
+        for name, opt in optimizers.items():
+            key = "lr" if len(optimizers) == 1 else f"lr_{name.removesuffix('_optimizer')}"
+            meta[key] = opt.param_groups[0]["lr"]
+        stats = {"loss": sum(losses) / len(losses) if losses else float("nan"), **self.interval_stats()}
+        train_logger = getattr(self.hparams, "train_logger", None)
+        if train_logger is not None:
+            train_logger.log_stats(stats_meta=meta, train_stats=stats)
 
     def skip_stats(self) -> Dict[str, int]:
         """``{"skipped": n}`` when steps were skipped in this training stage, else {} (for the log)."""
@@ -145,6 +174,11 @@ class FaultTolerantBrain(sb.core.Brain):
             self._window_bad_ids += ids
             self._window_reasons.append("non-finite loss" if not loss_finite else "non-finite module buffer")
         stepped = self.optimizers_step() if should_step else False
+        if self.log_interval_steps > 0:
+            if finite:
+                self._interval_losses.append(float(loss.detach()))
+            if stepped and self.optimizer_step % self.log_interval_steps == 0:
+                self.log_training_step()
         self.on_fit_batch_end(batch, outputs, loss, stepped)
         return loss.detach().cpu()
 

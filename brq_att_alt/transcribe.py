@@ -5,6 +5,7 @@
     python -m brq_att_alt.transcribe --model results/finetune_ctc/ctc/2024 a.flac b.wav
     python -m brq_att_alt.transcribe --model FOLDER --lm lm.arpa --beam-size 32 a.flac
     python -m brq_att_alt.transcribe --model PRETRAIN_FOLDER --features feats.pt a.flac
+    python -m brq_att_alt.transcribe --model EXPORTED_FOLDER a.flac      (python -m brq_att_alt.export)
     brq-transcribe --model FOLDER a.flac            (console script)
 
 Prints one ``FILE<TAB>TRANSCRIPT`` line per file (``--features`` with a pre-training
@@ -12,7 +13,9 @@ folder, which has no CTC head, only extracts features). ``--features OUT.pt`` sa
 ``{file: tensor (num_hidden_states, T', d_model)}`` (front end + every layer) with
 ``torch.save``. A file that cannot be read (missing, a folder, not audio, NaN / Inf
 samples) is reported on stderr and the exit status is 1; the others are still processed. ``--model`` may name a ``CKPT+...``
-folder of a run: exactly that checkpoint is used. Bad options (a model folder that does
+folder of a run: exactly that checkpoint is used; or a folder written by ``python -m
+brq_att_alt.export``, whose n-gram LM (if exported with one) is used unless ``--lm`` names
+another or ``--no-lm`` asks for greedy decoding. Bad options (a model folder that does
 not exist, ``--device cuda`` without CUDA) give a one-line error and exit status 2.
 """
 
@@ -28,11 +31,15 @@ import torch
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="brq-transcribe", description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+", help="audio files (any rate and channel count; resampled to 16 kHz mono)")
-    p.add_argument("--model", required=True, help="output folder of a fine-tuning (or, for --features, pre-training) run")
-    p.add_argument("--lm", default=None, help="kenlm n-gram (ARPA or binary) for beam search")
-    p.add_argument("--beam-size", type=int, default=None, help="beam search width (default 1 = greedy; 32 with --lm)")
-    p.add_argument("--alpha", type=float, default=0.8, help="LM weight (default 0.8)")
-    p.add_argument("--beta", type=float, default=1.5, help="word insertion bonus (default 1.5)")
+    p.add_argument("--model", required=True, help="output folder of a fine-tuning (or, for --features, pre-training) "
+                                                   "run, or an exported model folder")
+    lm = p.add_mutually_exclusive_group()
+    lm.add_argument("--lm", default=None, help="kenlm n-gram (ARPA or binary) for beam search")
+    lm.add_argument("--no-lm", action="store_true", help="greedy decoding even if the exported folder has an LM")
+    p.add_argument("--beam-size", type=int, default=None,
+                   help="beam search width (default 1 = greedy; 32 with --lm; an exported LM's own)")
+    p.add_argument("--alpha", type=float, default=None, help="LM weight (default 0.8; an exported LM's own)")
+    p.add_argument("--beta", type=float, default=None, help="word insertion bonus (default 1.5; an exported LM's own)")
     p.add_argument("--features", default=None, metavar="OUT.pt", help="also save every layer's features here")
     p.add_argument("--chunk-seconds", type=float, default=None,
                    help="encode long files in chunks of this length (default: one pass for linear mixers, 30 s for mhsa)")
@@ -63,14 +70,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .data.audio import AudioReadError
     from .inference import BestRQTranscriber
 
-    beam = args.beam_size if args.beam_size is not None else (32 if args.lm else 1)
+    # with --lm: these defaults; without: None lets an exported folder's LM settings apply
+    beam = args.beam_size if args.beam_size is not None else (32 if args.lm else None)
+    alpha = args.alpha if args.alpha is not None else (0.8 if args.lm else None)
+    beta = args.beta if args.beta is not None else (1.5 if args.lm else None)
+    lm_path = "" if args.no_lm else args.lm
     device_error = check_device(args.device)
     if device_error:
         print(f"error: {device_error}", file=sys.stderr)
         return 2
     try:
-        asr = BestRQTranscriber.from_folder(args.model, device=args.device, lm_path=args.lm, beam_size=beam,
-                                            alpha=args.alpha, beta=args.beta, chunk_seconds=args.chunk_seconds)
+        asr = BestRQTranscriber.from_folder(args.model, device=args.device, lm_path=lm_path, beam_size=beam,
+                                            alpha=alpha, beta=beta, chunk_seconds=args.chunk_seconds)
     except (FileNotFoundError, ImportError, ValueError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,11 +11,12 @@ from helpers import REPO_ROOT
 PACKAGE = REPO_ROOT / "brq_att_alt"
 # bottom to top, as in the README: a module may import its own layer and the ones before it
 LAYERS = [
-    ("base", {"padding", "layers", "masking", "quantizer", "text", "wer", "csv_files", "ngram", "checkpointing", "hparams"}),
+    ("base", {"padding", "layers", "masking", "quantizer", "text", "wer", "csv_files", "ngram", "checkpointing", "hparams",
+              "train_logger"}),
     ("data", {"data"}),
     ("mixers", {"mixers"}),
     ("model", {"conformer", "frontend", "features", "model", "sizes"}),
-    ("use", {"pretrained", "training", "ctc_decoding", "asr", "inference", "transcribe"}),
+    ("use", {"pretrained", "training", "ctc_decoding", "asr", "interfaces", "inference", "transcribe", "export"}),
     ("probes", {"probes"}),
     ("benchmarking", {"benchmarking"}),
 ]

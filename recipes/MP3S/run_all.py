@@ -19,12 +19,28 @@ epochs, data subsets and probe sizes (``TINY`` below) so that
 the whole grid runs on a CPU in minutes (e.g. from the demo checkpoint of
 ``hparams/brq_tiny.yaml``); the numbers then only show that everything runs.
 Tasks without ``--real`` use the synthetic corpus (``data/synthetic_corpus``).
+
+On a SLURM cluster the grid runs as a job array, one array task per recipe::
+
+    python recipes/MP3S/run_all.py --pretrained RUN_A RUN_B --output results/mp3s --real ... \
+        --device cuda:0 --slurm [--max_parallel 10] [--sbatch_arg=--partition=gpu]
+    python recipes/MP3S/run_all.py --output results/mp3s --collect     # the table, once it is done
+
+``--slurm`` writes the job list ``<output>/slurm/jobs.json`` (each recipe's command line
+and folder) and submits ``scripts/slurm/mp3s_array.sbatch`` with ``sbatch --array``;
+array task ``i`` runs job ``i`` (``run_all.py --run_task JOBS i``: the same process, logs
+and ``mp3s_metrics.json`` as a local run). ``--dry_run`` writes the job list and prints
+the ``sbatch`` command without submitting (no SLURM needed). ``--collect`` builds
+``results.md`` / ``results.csv`` from the finished runs of the job list; a recipe that
+has not finished shows as ``failed`` and is listed with its log.
 """
 
 import argparse
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -38,6 +54,8 @@ from brq_att_alt.probes.training import METRICS_FILE
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
+SBATCH_TEMPLATE = REPO_ROOT / "scripts" / "slurm" / "mp3s_array.sbatch"
+JOBS_FILE = Path("slurm") / "jobs.json"  # inside --output
 
 # Tasks in the order of the papers' Table 1, with their row titles
 TASK_NAMES = {
@@ -129,15 +147,28 @@ def build_command(recipe: Recipe, pretrained, out_dir, args, language=None):
 
 def run_one(job, args):
     recipe, language, label, pretrained = job
-    task, probe = recipe.task, recipe.probe
-    name = f"{task}/{probe}" + (f"/{language}" if language else "")
-    out_dir = Path(args.output) / label / task / probe / (language or "")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(args.output) / label / recipe.task / recipe.probe / (language or "")
     cmd = build_command(recipe, pretrained, out_dir, args, language)
+    return run_recipe_command(job_record(job, out_dir, cmd, args.threads))
+
+
+def job_record(job, out_dir: Path, cmd: List[str], threads) -> dict:
+    """One recipe run as plain data (what ``<output>/slurm/jobs.json`` lists): ``cmd`` without the
+    interpreter (the one running the job is used)."""
+    recipe, language, label, _ = job
+    return {"task": recipe.task, "probe": recipe.probe, "language": language, "label": label,
+            "out_dir": str(out_dir), "cmd": [str(c) for c in cmd[1:]], "threads": threads}
+
+
+def run_recipe_command(record: dict) -> dict:
+    """Run one recipe (``job_record``) in its own process, log in ``driver.log``; its result entry."""
+    out_dir = Path(record["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, *record["cmd"]]
     env = dict(os.environ)
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-        env["MKL_NUM_THREADS"] = str(args.threads)
+    if record.get("threads"):
+        env["OMP_NUM_THREADS"] = str(record["threads"])
+        env["MKL_NUM_THREADS"] = str(record["threads"])
     (out_dir / METRICS_FILE).unlink(missing_ok=True)
     start = time.time()
     with open(out_dir / "driver.log", "w") as log:
@@ -145,13 +176,26 @@ def run_one(job, args):
         log.flush()
         proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     seconds = time.time() - start
+    result = collected_result(record, seconds)
+    if proc.returncode != 0:
+        result["metrics"] = None
+    status = "ok" if result["metrics"] else f"FAILED (exit {proc.returncode}, see {out_dir / 'driver.log'})"
+    print(f"[{record['label']}] {run_name(record)}: {status} in {seconds:.0f} s", flush=True)
+    return result
+
+
+def run_name(record: dict) -> str:
+    return f"{record['task']}/{record['probe']}" + (f"/{record['language']}" if record["language"] else "")
+
+
+def collected_result(record: dict, seconds=None) -> dict:
+    """The result entry of a job from its folder: ``metrics`` from ``mp3s_metrics.json`` (None if absent)."""
+    out_dir = Path(record["out_dir"])
     metrics = None
-    if proc.returncode == 0 and (out_dir / METRICS_FILE).is_file():
+    if (out_dir / METRICS_FILE).is_file():
         metrics = json.loads((out_dir / METRICS_FILE).read_text())
-    status = "ok" if metrics else f"FAILED (exit {proc.returncode}, see {out_dir / 'driver.log'})"
-    print(f"[{label}] {name}: {status} in {seconds:.0f} s", flush=True)
-    return {"task": task, "probe": probe, "language": language, "label": label,
-            "metrics": metrics, "seconds": seconds, "log": str(out_dir / "driver.log")}
+    return {"task": record["task"], "probe": record["probe"], "language": record["language"],
+            "label": record["label"], "metrics": metrics, "seconds": seconds, "log": str(out_dir / "driver.log")}
 
 
 def task_title(task, language):
@@ -205,7 +249,7 @@ def write_tables(results, labels, output: Path):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained", nargs="+", required=True,
+    parser.add_argument("--pretrained", nargs="+", default=None,
                         help="pre-training output folder(s) (one table column each)")
     parser.add_argument("--output", default="results/mp3s")
     parser.add_argument("--tiny", action="store_true", help="tiny CPU setting (minutes for the grid)")
@@ -225,7 +269,26 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP threads per recipe (default: 1 with --tiny, else unchanged)")
     parser.add_argument("--device", default=None, help="e.g. cuda:0")
+    slurm = parser.add_argument_group("SLURM job array (module doc)")
+    slurm.add_argument("--slurm", action="store_true",
+                       help=f"submit the recipes as a job array of {SBATCH_TEMPLATE.relative_to(REPO_ROOT)}")
+    slurm.add_argument("--dry_run", "--dry-run", action="store_true",
+                       help="with --slurm: write the job list and print the sbatch command, submit nothing")
+    slurm.add_argument("--max_parallel", "--max-parallel", type=int, default=None,
+                       help="with --slurm: at most this many array tasks at once (sbatch --array=...%%N)")
+    slurm.add_argument("--sbatch_arg", "--sbatch-arg", action="append", default=[], metavar="ARG",
+                       help="with --slurm: an sbatch option, e.g. --sbatch_arg=--partition=gpu (repeatable)")
+    slurm.add_argument("--collect", action="store_true",
+                       help="build the results table from the runs of <output>/slurm/jobs.json")
+    slurm.add_argument("--run_task", "--run-task", nargs=2, metavar=("JOBS", "INDEX"), default=None,
+                       help="run job INDEX of the job list JOBS (what each array task does)")
     args = parser.parse_args(argv)
+    if args.run_task is None and not args.collect and not args.pretrained:
+        parser.error("--pretrained is required (except with --collect or --run_task)")
+    if (args.dry_run or args.max_parallel or args.sbatch_arg) and not args.slurm:
+        parser.error("--dry_run, --max_parallel and --sbatch_arg go with --slurm")
+    if args.max_parallel is not None and args.max_parallel < 1:
+        parser.error("--max_parallel must be >= 1")
     real = {}
     for item in args.real:
         task, sep, folder = item.partition("=")
@@ -242,10 +305,8 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
+def plan(args):
+    """(column labels, jobs): one job per checkpoint x recipe x Common Voice language."""
     labels, jobs = [], []
     for pretrained in args.pretrained:
         label = checkpoint_label(pretrained)
@@ -257,6 +318,100 @@ def main(argv=None):
                 continue
             for language in (args.cv_languages if recipe.task == "CommonVoice_ASR" else [None]):
                 jobs.append((recipe, language, label, str(Path(pretrained).resolve())))
+    return labels, jobs
+
+
+# ------------------------------------------------------------------ SLURM
+def write_job_list(args, labels, jobs) -> Path:
+    """``<output>/slurm/jobs.json``: the column labels and every job's record (``job_record``), in order."""
+    output = Path(args.output).resolve()
+    records = []
+    for job in jobs:
+        recipe, language, label, pretrained = job
+        out_dir = output / label / recipe.task / recipe.probe / (language or "")
+        records.append(job_record(job, out_dir, build_command(recipe, pretrained, out_dir, args, language),
+                                  args.threads))
+    path = output / JOBS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"output": str(output), "labels": labels, "jobs": records}, indent=2))
+    return path
+
+
+def sbatch_command(jobs_file: Path, count: int, args) -> List[str]:
+    """The ``sbatch`` command line of the job array: one array task per job of ``jobs_file``."""
+    array = f"0-{count - 1}" + (f"%{args.max_parallel}" if args.max_parallel else "")
+    logs = jobs_file.parent / "%x-%A_%a.out"
+    return ["sbatch", "--parsable", f"--array={array}", f"--output={logs}",
+            f"--export=ALL,BRQ_REPO={REPO_ROOT}", *args.sbatch_arg, str(SBATCH_TEMPLATE), str(jobs_file)]
+
+
+def submit(args, labels, jobs) -> int:
+    if not jobs:
+        print("error: no recipe matches --tasks / --probes", file=sys.stderr)
+        return 2
+    jobs_file = write_job_list(args, labels, jobs)
+    cmd = sbatch_command(jobs_file, len(jobs), args)
+    print(f"{len(jobs)} recipes listed in {jobs_file}")
+    if args.dry_run:
+        print("dry run, not submitted:\n" + shlex.join(cmd))
+        return 0
+    if shutil.which("sbatch") is None:
+        print("error: sbatch not found: submit from a SLURM login node, or use --dry_run to write the job "
+              f"list only (then: {shlex.join(cmd)})", file=sys.stderr)
+        return 2
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"error: sbatch failed (exit {proc.returncode}): {proc.stderr.strip()}", file=sys.stderr)
+        return 2
+    job_id = proc.stdout.strip().split(";")[0]
+    (jobs_file.parent / "submitted.txt").write_text(f"{job_id}\n{shlex.join(cmd)}\n")
+    print(f"submitted job array {job_id}; when it is done: python {Path(__file__).relative_to(REPO_ROOT)} "
+          f"--output {args.output} --collect")
+    return 0
+
+
+def read_job_list(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: no job list {path}: write it with --slurm (--dry_run to only write it)")
+    return json.loads(path.read_text())
+
+
+def run_task(jobs_file, index) -> int:
+    """Run job ``index`` of the job list (an array task); 0 if it wrote its metrics."""
+    jobs = read_job_list(Path(jobs_file))["jobs"]
+    if not 0 <= int(index) < len(jobs):
+        print(f"error: job {index} is not in {jobs_file} ({len(jobs)} jobs)", file=sys.stderr)
+        return 2
+    return 0 if run_recipe_command(jobs[int(index)])["metrics"] else 1
+
+
+def collect(output: Path) -> int:
+    """The results table of the runs of ``<output>/slurm/jobs.json`` (unfinished ones: failed)."""
+    listing = read_job_list(output / JOBS_FILE)
+    results = [collected_result(record) for record in listing["jobs"]]
+    md, csv_path = write_tables(results, listing["labels"], output)
+    (output / "runs.json").write_text(json.dumps({"total_seconds": None, "runs": results}, indent=2))
+    print(md.read_text())
+    missing = [r for r in results if not r["metrics"]]
+    for i, r in enumerate(results):
+        if not r["metrics"]:
+            print(f"not finished: job {i} [{r['label']}] {run_name(r)} (see {r['log']})")
+    print(f"{len(results) - len(missing)} of {len(results)} recipes finished -> {md}, {csv_path}")
+    return 1 if missing else 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.run_task is not None:
+        return run_task(*args.run_task)
+    output = Path(args.output)
+    if args.collect:
+        return collect(output)
+    output.mkdir(parents=True, exist_ok=True)
+    labels, jobs = plan(args)
+    if args.slurm:
+        return submit(args, labels, jobs)
     start = time.time()
     with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         results = list(pool.map(lambda job: run_one(job, args), jobs))
