@@ -1,4 +1,5 @@
-"""MP3S library: weighted layer sum, probe heads, frozen encoder, EER / WER by hand."""
+"""MP3S library: weighted layer sum, probe heads (and their sizes against SpeechBrain's
+reference architectures), frozen encoder, EER / WER by hand."""
 
 import math
 
@@ -6,17 +7,18 @@ import pytest
 import torch
 
 from brq_att_alt.data.voxceleb import read_trial_list, write_trial_list
+from brq_att_alt.hparams import load_hparams
 from brq_att_alt.probes import (
-    ECAPAHead, EmbeddingClassifier, FrameBiLSTM, FrameContextNet, FrameLinear, PooledBiLSTM,
-    PooledLinear, WeightedLayerSum, XvectorHead, compute_eer, compute_min_dcf, cosine_score,
-    score_trials,
+    ECAPAHead, FrameBiLSTM, FrameContextNet, FrameLinear, FrameMLP, PooledBiLSTM, PooledLinear,
+    WeightedLayerSum, XvectorHead, compute_eer, compute_min_dcf, cosine_score, score_trials,
 )
-from helpers import TINY_MODEL, save_run
+from helpers import MP3S, TINY_MODEL, save_run
 
 
 # ----------------------------------------------------------------- weighted sum
 def test_weighted_sum_starts_as_the_mean_and_weights_are_a_softmax():
     ws = WeightedLayerSum(3)
+    assert not ws.layer_norm  # MP3S mixes the raw hidden states
     hidden = [torch.full((2, 4, 5), float(v)) for v in (1.0, 2.0, 6.0)]
     assert torch.allclose(ws(hidden), torch.full((2, 4, 5), 3.0))
     with torch.no_grad():
@@ -66,7 +68,9 @@ def _padded(x, valid, garbage=100.0):
 
 @pytest.mark.parametrize("head", [
     lambda: PooledLinear(8, 3),
+    lambda: PooledLinear(8, 3, bias=False),
     lambda: PooledBiLSTM(8, 3, hidden_size=6, num_layers=2, dropout=0.0),
+    lambda: PooledBiLSTM(8, 3, hidden_size=8, num_layers=2, dropout=0.0, projection=8, bias=False),
 ])
 def test_utterance_heads_ignore_padding(head):
     torch.manual_seed(0)
@@ -83,18 +87,118 @@ def test_heads_shapes():
     torch.manual_seed(0)
     x, lens = torch.randn(3, 20, 16), torch.tensor([1.0, 0.7, 0.4])
     assert FrameLinear(16, 30)(x, lens).shape == (3, 20, 30)
+    assert FrameLinear(16, 30, bias=False).out.bias is None
+    assert FrameMLP(16, 30, hidden_size=8)(x, lens).shape == (3, 20, 30)
     assert FrameBiLSTM(16, 30, hidden_size=8)(x, lens).shape == (3, 20, 30)
+    assert FrameBiLSTM(16, 30, hidden_size=8, projection=5).out.in_features == 5
     cn = FrameContextNet(16, 30, out_channels=16, conv_channels=[16, 16], num_blocks=2, num_layers=2)
     assert cn(x, lens).shape == (3, 20, 30)  # stride 1: one output per encoder frame
     xv = XvectorHead(16, emb_dim=12, tdnn_channels=(16, 16, 16, 16, 32))
     assert xv(x, lens).shape == (3, 12)
     ec = ECAPAHead(16, emb_dim=12, channels=(16, 16, 16, 16, 48), attention_channels=8, se_channels=8)
     assert ec(x, lens).shape == (3, 12)
-    cls = EmbeddingClassifier(12, 5, cosine=True)
-    logits = cls(ec(x, lens))
-    assert logits.shape == (3, 5) and logits.abs().max() <= 1.0 + 1e-5  # cosines
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 entries for 2 blocks"):
         FrameContextNet(16, 30, conv_channels=[16], num_blocks=2)
+    with pytest.raises(ValueError, match="give conv_channels"):
+        FrameContextNet(16, 30, num_blocks=2)  # SpeechBrain's default channels are for 21 blocks
+
+
+def test_frame_bilstm_has_no_dropout_after_the_lstm():
+    """MP3S's SpeechBrain LSTM drops between its layers only: in train mode, the output layer
+    reads the LSTM's output as it is."""
+    torch.manual_seed(0)
+    head = FrameBiLSTM(8, 5, hidden_size=6, num_layers=2, dropout=0.5).train()
+    x = torch.randn(2, 7, 8)
+    torch.manual_seed(1)
+    out = head(x)
+    torch.manual_seed(1)
+    assert torch.allclose(out, head.out(head.rnn(x)))
+
+
+# --------------------------------------------- probe sizes against MP3S's references
+D_MP3S = 576  # the MHSA base encoder's width, where FIDELITY.md counted the references
+
+
+def _reference_probe(task, probe):
+    """The probe of MP3S / the authors' ssl_brq.yaml built from SpeechBrain's classes, at
+    encoder width 576 (LibriSpeech: 30 outputs, MP3S's characters + blank + unk; Common
+    Voice: 100 BPE units; VoxCeleb1: 1211 speakers; SLURP: 18 scenarios; IEMOCAP: 4)."""
+    from speechbrain.lobes.models.ContextNet import ContextNet
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+    from speechbrain.lobes.models.ECAPA_TDNN import Classifier as ECAPAClassifier
+    from speechbrain.lobes.models.VanillaNN import VanillaNN
+    from speechbrain.lobes.models.Xvector import Classifier as XvectorClassifier
+    from speechbrain.lobes.models.Xvector import Xvector
+    from speechbrain.nnet.linear import Linear
+    from speechbrain.nnet.RNN import LSTM
+
+    d, shape = D_MP3S, [None, None, D_MP3S]
+    ecapa = dict(input_size=d, channels=[512, 512, 512, 512, 1536], kernel_sizes=[5, 3, 3, 3, 1],
+                 dilations=[1, 2, 3, 4, 1], groups=[1, 1, 1, 1, 1], attention_channels=64)
+    bilstm = dict(input_shape=shape, num_layers=2, bidirectional=True, dropout=0.2, hidden_size=1024)
+    parts = {
+        ("LibriSpeech_ASR", "BiLSTM"): lambda: [LSTM(**bilstm), Linear(input_size=2048, n_neurons=30)],
+        ("LibriSpeech_ASR", "ContextNet"): lambda: [ContextNet(input_shape=shape, strides=[1] * 21),
+                                                    Linear(input_size=640, n_neurons=30)],
+        ("CommonVoice_ASR", "BiLSTM"): lambda: [LSTM(**bilstm), Linear(input_size=2048, n_neurons=100)],
+        ("CommonVoice_ASR", "linear"): lambda: [
+            VanillaNN(input_shape=shape, activation=torch.nn.Sigmoid, dnn_blocks=1, dnn_neurons=1024),
+            Linear(input_size=1024, n_neurons=100)],
+        ("VoxCeleb1_SV", "Xvector"): lambda: [
+            Xvector(in_channels=d, activation=torch.nn.LeakyReLU, tdnn_blocks=5,
+                    tdnn_channels=[512, 512, 512, 512, 1500], tdnn_kernel_sizes=[5, 3, 3, 1, 1],
+                    tdnn_dilations=[1, 2, 3, 1, 1], lin_neurons=512),
+            XvectorClassifier(input_shape=[None, None, 512], activation=torch.nn.LeakyReLU, lin_blocks=1,
+                              lin_neurons=512, out_neurons=1211)],
+        ("VoxCeleb1_SV", "ECAPA"): lambda: [ECAPA_TDNN(**ecapa, lin_neurons=512),
+                                            ECAPAClassifier(input_size=512, out_neurons=1211)],
+        ("SLURP_IC", "linear"): lambda: [Linear(input_size=d, n_neurons=18, bias=False)],
+        ("SLURP_IC", "BiLSTM"): lambda: [
+            LSTM(input_size=d, bidirectional=True, hidden_size=d, num_layers=2),
+            Linear(input_size=2 * d, n_neurons=d), Linear(input_size=d, n_neurons=18, bias=False)],
+        ("IEMOCAP_ER", "linear"): lambda: [Linear(input_size=d, n_neurons=4, bias=False)],
+        ("IEMOCAP_ER", "ECAPA"): lambda: [ECAPA_TDNN(**ecapa, lin_neurons=96),
+                                          ECAPAClassifier(input_size=96, out_neurons=4)],
+    }
+    return torch.nn.ModuleList(parts[(task, probe)]())
+
+
+# the reference probes' sizes at d = 576 without a speaker / emotion classifier (millions, rounded)
+REFERENCE_MILLIONS = {("LibriSpeech_ASR", "ContextNet"): 32.4, ("VoxCeleb1_SV", "ECAPA"): 8.1,
+                      ("IEMOCAP_ER", "ECAPA"): 6.8, ("SLURP_IC", "BiLSTM"): 14.0}
+OUTPUTS = {"LibriSpeech_ASR": 30, "CommonVoice_ASR": 100}
+
+
+@pytest.fixture(scope="module")
+def encoder_576(tmp_path_factory):
+    """A pre-training run whose encoder is 576 wide (one small layer: only the width matters here)."""
+    from brq_att_alt.model import BestRQModel
+
+    model = BestRQModel("mhsa", d_model=D_MP3S, num_layers=1, nhead=8, d_ffn=64, kernel_size=3, codebook_size=16)
+    return save_run(model, tmp_path_factory.mktemp("encoder_576") / "save").parent
+
+
+@pytest.mark.parametrize("task, probe", [("LibriSpeech_ASR", "BiLSTM"), ("LibriSpeech_ASR", "ContextNet"),
+                                         ("CommonVoice_ASR", "BiLSTM"), ("CommonVoice_ASR", "linear"),
+                                         ("VoxCeleb1_SV", "Xvector"), ("VoxCeleb1_SV", "ECAPA"),
+                                         ("SLURP_IC", "linear"), ("SLURP_IC", "BiLSTM"),
+                                         ("IEMOCAP_ER", "linear"), ("IEMOCAP_ER", "ECAPA")])
+def test_probe_yaml_has_the_reference_size(task, probe, encoder_576, tmp_path):
+    """Each recipe YAML's probe (+ classifier) at encoder width 576 has exactly the parameters
+    of MP3S's architecture built from SpeechBrain's classes with the reference arguments."""
+    yaml = MP3S / task / probe / "hparams" / f"{probe}.yaml"
+    hparams = load_hparams([str(yaml), f"--pretrained_path={encoder_576}", f"--output_folder={tmp_path}"])[3]
+    assert hparams["encoder_dim"] == D_MP3S
+    assert not hparams["weighted_sum"].layer_norm
+    if task in OUTPUTS:
+        modules = [hparams["probe_class"](input_size=D_MP3S, n_outputs=OUTPUTS[task])]
+    else:
+        modules = [hparams["probe"]] + ([hparams["classifier"]] if "classifier" in hparams else [])
+    ours = sum(p.numel() for m in modules for p in m.parameters())
+    reference = sum(p.numel() for p in _reference_probe(task, probe).parameters())
+    assert ours == reference
+    if (task, probe) in REFERENCE_MILLIONS:
+        assert round(sum(p.numel() for p in modules[0].parameters()) / 1e6, 1) == REFERENCE_MILLIONS[(task, probe)]
 
 
 # ------------------------------------------------------------- frozen encoder
