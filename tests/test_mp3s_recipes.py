@@ -5,6 +5,7 @@ the driver writes the results table."""
 import csv
 import json
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -81,13 +82,26 @@ def test_probe_trains_and_writes_its_metric(task, probe, tmp_path, tiny_corpus, 
     if task == "IEMOCAP_ER":
         folds = [str(f) for f in json.loads(TINY_CORPUS[(task, probe)]["folds"])]
         assert sorted(result["fold_accuracy"]) == folds
-        assert result["metrics"]["accuracy"]["value"] == pytest.approx(
-            sum(result["fold_accuracy"].values()) / len(folds))
+        accuracy, per_fold = result["metrics"]["accuracy"], list(result["fold_accuracy"].values())
+        assert accuracy["value"] == pytest.approx(sum(per_fold) / len(folds))
+        assert accuracy["std"] == pytest.approx(statistics.stdev(per_fold) if len(per_fold) > 1 else 0.0)
+        assert (accuracy["min"], accuracy["max"], accuracy["folds"]) == (min(per_fold), max(per_fold), len(folds))
+        for k in folds:  # each fold trained and tested apart: test speaker k
+            with open(out / "manifests" / f"fold_{k}" / "test.csv") as fh:
+                assert {r["speaker"] for r in csv.DictReader(fh)} == {k}
+            assert (out / f"fold_{k}" / "train_log.txt").is_file()
     if task == "VoxCeleb1_SV":
         assert 0.0 <= result["metrics"]["minDCF"]["value"] <= 1.0 and result["metrics"]["minDCF"]["p_target"] == 0.01
         assert result["num_trials"] == len((out / "manifests" / "trials.txt").read_text().splitlines())
     if task == "CommonVoice_ASR":
         assert result["task"] == f"{task} ({'eu' if probe == 'linear' else 'cy'})"
+        # MP3S: 100 SentencePiece BPE units trained on the training transcripts, <unk> as the blank
+        assert len(result["vocab"]) == 100 and result["vocab"][0] == "<unk>"
+        assert json.loads((out / "save" / "tokenizer.json").read_text())["type"] == "sentencepiece"
+        report = json.loads((out / "wer_test.json").read_text())
+        assert report["beam"]["beam_size"] == run_all.TINY[(task, probe)]["beam_size"] and report["beam"]["utterances"] == report["greedy"]["utterances"]
+    if task == "LibriSpeech_ASR":
+        assert len(result["vocab"]) == 29  # blank, space, apostrophe, A-Z
 
 
 def test_recipe_keeps_the_encoder_frozen_and_trains_the_layer_weights(tmp_path, tiny_corpus, tiny_pretrained,
@@ -141,6 +155,26 @@ def test_newbob_anneals_both_learning_rates_as_mp3s(tmp_path, tiny_corpus, tiny_
         assert [e[f"lr_{part}"] for e in epochs] == pytest.approx(expected, rel=1e-2)
         final = getattr(brain, f"{part}_optimizer").param_groups[0]["lr"]
         assert final == pytest.approx(expected[-1] * (factor if (seen[-2] - seen[-1]) / seen[-2] < 0.0025 else 1.0))
+
+
+def test_probe_resumes_its_two_optimisers_and_schedules(tmp_path, tiny_corpus, tiny_pretrained, mp3s_recipes):
+    """A probe run stopped after epoch 2 and restarted to 3 epochs ends where an uninterrupted
+    3-epoch run ends: both optimisers' states and both NewBob schedules come back."""
+    args = (f"--synthetic_splits={SPLITS}", "--annealing_metric=loss")
+    whole = mp3s_recipes("SLURP_IC", "linear", tmp_path / "whole", tiny_pretrained, tiny_corpus, *args,
+                         "--number_of_epochs=3")
+    mp3s_recipes("SLURP_IC", "linear", tmp_path / "split", tiny_pretrained, tiny_corpus, *args, "--number_of_epochs=2")
+    resumed = mp3s_recipes("SLURP_IC", "linear", tmp_path / "split", tiny_pretrained, tiny_corpus, *args,
+                           "--number_of_epochs=3")
+    assert [e["epoch"] for e in _logged_epochs((tmp_path / "split" / "train_log.txt").read_text())] == [1, 2, 3]
+    for part in ("probe", "weights"):
+        assert getattr(resumed.hparams, f"lr_annealing_{part}").metric_values == pytest.approx(
+            getattr(whole.hparams, f"lr_annealing_{part}").metric_values)
+        assert getattr(resumed, f"{part}_optimizer").param_groups[0]["lr"] == pytest.approx(
+            getattr(whole, f"{part}_optimizer").param_groups[0]["lr"])
+    for a, b in zip(whole.modules.probe.parameters(), resumed.modules.probe.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert torch.allclose(whole.modules.weighted_sum.weights, resumed.modules.weighted_sum.weights, atol=1e-6)
 
 
 def test_voxceleb_probe_lr_falls_linearly_and_layer_weights_lr_stays(tmp_path, tiny_corpus, tiny_pretrained,
