@@ -205,6 +205,53 @@ def test_probe_yaml_has_the_reference_size(task, probe, encoder_576, tmp_path):
         assert millions == REFERENCE_MILLIONS[(task, probe)]
 
 
+# --------------------------------------------------------------- training protocol
+def test_anneal_steps_each_schedule_and_refuses_an_unknown_figure():
+    """ProbeBrain.anneal: a per-epoch schedule (LinearScheduler) follows the epoch, NewBob the
+    validation figure (threshold 0.25 %), None keeps the rate; returns the rates just used."""
+    from types import SimpleNamespace
+
+    from speechbrain.nnet.schedulers import LinearScheduler, NewBobScheduler
+
+    from brq_att_alt.probes.training import ProbeBrain
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    brain = SimpleNamespace(
+        probe_optimizer=torch.optim.Adam([param], lr=1e-3), weights_optimizer=torch.optim.Adam([param], lr=0.01),
+        hparams=SimpleNamespace(annealing_metric="error_rate", lr_annealing_probe=LinearScheduler(1e-3, 1e-4, 5),
+                                lr_annealing_weights=None))
+    for name in ("anneal", "schedulers"):
+        setattr(brain, name, getattr(ProbeBrain, name).__get__(brain))
+    lrs = lambda: (brain.probe_optimizer.param_groups[0]["lr"], brain.weights_optimizer.param_groups[0]["lr"])  # noqa: E731
+    assert brain.anneal({"error_rate": 0.5}, 1) == {"lr_probe": pytest.approx(1e-3), "lr_weights": 0.01}
+    assert lrs() == (pytest.approx(7.75e-4), 0.01)  # 1e-3 -> 1e-4 in 4 equal steps
+    brain.hparams.lr_annealing_weights = NewBobScheduler(0.01, annealing_factor=0.9, improvement_threshold=0.0025)
+    brain.anneal({"error_rate": 0.5}, 2)  # NewBob's first figure: nothing to compare with
+    assert lrs() == (pytest.approx(5.5e-4), 0.01)
+    brain.anneal({"error_rate": 0.4995}, 3)  # 0.1 % better: below the threshold, annealed
+    assert lrs()[1] == pytest.approx(0.009)
+    brain.anneal({"error_rate": 0.4}, 4)  # 20 % better: kept
+    assert lrs() == (pytest.approx(1e-4), pytest.approx(0.009))
+    brain.hparams.annealing_metric = "WER"
+    with pytest.raises(ValueError, match="annealing_metric 'WER' is not a validation figure"):
+        brain.anneal({"error_rate": 0.4, "loss": 1.0}, 5)
+
+
+def test_probe_dataset_filters_training_only_and_refuses_cache_with_crops(tmp_path):
+    """max_duration (Common Voice: 10 s) leaves out long *training* utterances only, as MP3S;
+    random crops and the hidden-state cache cannot go together."""
+    from brq_att_alt.probes.training import probe_dataset
+
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text("ID,duration,wav\na,4.0,a.wav\nb,12.0,b.wav\n")
+    h = {"sample_rate": 16000, "max_duration": 10.0}
+    assert len(probe_dataset(h, csv_path, "train")) == 1
+    assert len(probe_dataset(h, csv_path, "valid")) == len(probe_dataset(h, csv_path, "test")) == 2
+    with pytest.raises(ValueError, match="cache_hidden"):
+        probe_dataset({**h, "crop_seconds": 3.0, "cache_hidden": True}, csv_path, "train")
+    assert len(probe_dataset({**h, "crop_seconds": 3.0, "cache_hidden": True}, csv_path, "test")) == 2
+
+
 # ------------------------------------------------------------- frozen encoder
 @pytest.mark.parametrize("mixer", ["mhsa", "pom", "fastformer", "hypermixing"])
 def test_frozen_encoder_bit_identical_after_probe_steps(mixer, tmp_path):
