@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Optional, Union
 
 import torch
-
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import provides, takes
 
