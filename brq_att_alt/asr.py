@@ -5,9 +5,10 @@ and the MP3S ASR probes (``recipes/MP3S/*_ASR``) share.
   writes into its save folder, next to the pre-training layout (``brq_model.json`` +
   ``CKPT+*/model.ckpt``), ``ctc_head.json`` (the head's constructor arguments),
   ``tokenizer.json`` and ``CKPT+*/head.ckpt``: ``inference.BestRQTranscriber`` reads them.
-* ``CTCBrain``: a ``FaultTolerantBrain`` with CTC loss over characters that, in validation
-  and test, collects the utterance ids, references and greedy (and, at test time, n-gram
-  LM) hypotheses; validation gives the greedy WER, test writes the WER report.
+* ``CTCBrain``: a ``FaultTolerantBrain`` with CTC loss over characters (or SentencePiece
+  units) that, in validation and test, collects the utterance ids, references and greedy
+  (and, at test time, beam-search and n-gram LM) hypotheses; validation gives the greedy
+  WER, test writes the WER report.
 * ``decoding_lm``: the n-gram LM of a recipe: given, built from the training transcripts,
   or none.
 
@@ -27,7 +28,7 @@ import torch
 import torch.nn as nn
 from speechbrain.utils.distributed import run_on_main
 
-from .ctc_decoding import greedy_decode, lm_decoder_or_none
+from .ctc_decoding import BeamSearchDecoder, greedy_decode, lm_decoder_or_none
 from .ngram import build_arpa, read_transcripts
 from .text import CharTokenizer
 from .training import FaultTolerantBrain
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 HEAD_CONFIG_NAME = "ctc_head.json"
 HEAD_CKPT_NAME = "head.ckpt"
 TOKENIZER_NAME = "tokenizer.json"
-DECODINGS = ("greedy", "lm")
+DECODINGS = ("greedy", "beam", "lm")  # beam: CTC beam search without LM (``test_beam_search``)
 PathLike = Union[str, Path]
 
 
@@ -46,20 +47,23 @@ class CTCHead(nn.Module):
     """MLP on top of the encoder: ``num_layers`` Linear layers, the last one to the vocabulary.
 
     Hidden layers: Linear -> LayerNorm -> LeakyReLU -> Dropout (LayerNorm, unlike
-    BatchNorm, ignores the padded frames of other utterances). Returns logits (B, T, V).
+    BatchNorm, ignores the padded frames of other utterances); ``dropout_last_hidden=False``
+    leaves the last hidden layer without dropout, as the paper's head. Returns logits (B, T, V).
     """
 
     def __init__(self, input_size: int, vocab_size: int, hidden_size: int = 512, num_layers: int = 3,
-                 dropout: float = 0.15):
+                 dropout: float = 0.15, dropout_last_hidden: bool = True):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.config = dict(input_size=input_size, vocab_size=vocab_size, hidden_size=hidden_size,
-                           num_layers=num_layers, dropout=dropout)
+                           num_layers=num_layers, dropout=dropout, dropout_last_hidden=dropout_last_hidden)
         layers: List[nn.Module] = []
         size = input_size
-        for _ in range(num_layers - 1):
-            layers += [nn.Linear(size, hidden_size), nn.LayerNorm(hidden_size), nn.LeakyReLU(), nn.Dropout(dropout)]
+        for i in range(num_layers - 1):
+            last = i == num_layers - 2
+            drop = nn.Dropout(dropout) if dropout_last_hidden or not last else nn.Identity()  # same indices
+            layers += [nn.Linear(size, hidden_size), nn.LayerNorm(hidden_size), nn.LeakyReLU(), drop]
             size = hidden_size
         layers.append(nn.Linear(size, vocab_size))
         self.net = nn.Sequential(*layers)
@@ -101,12 +105,15 @@ def _build_transcript_lm(train_csv: PathLike, path: Path, order: int) -> None:
 
 
 class CTCBrain(FaultTolerantBrain):
-    """CTC over characters, with the validation WER and the test report (see the module doc).
+    """CTC over characters (or SentencePiece units), with the validation WER and the test
+    report (see the module doc).
 
     ``compute_forward`` (the subclass's) returns ``(log_probs (B, T, V), relative lengths (B,))``;
     the batch has ``id``, ``wrd`` and ``tokens``. Other hparams used: ``tokenizer``,
     ``output_folder``, ``lm_path`` (empty: no LM), ``lm_alpha``, ``lm_beta``, ``beam_size``,
-    ``confidence``, ``bootstrap_samples``, ``seed``, ``train_logger``, ``epoch_counter``.
+    ``confidence``, ``bootstrap_samples``, ``seed``, ``train_logger``, ``epoch_counter``;
+    optional: ``beam_search_options`` (more ``CTCBeamSearcher`` arguments, e.g. ``prune_history``)
+    and ``test_beam_search`` (True: also a CTC beam search without LM, decoding ``beam``).
     The subclass's ``end_of_validation(stats, epoch)`` logs, schedules and checkpoints;
     ``test_name`` names the set ``evaluate`` runs on, and ``test_results[test_name]`` gets
     ``{decoding: WER summary}``.
@@ -130,17 +137,22 @@ class CTCBrain(FaultTolerantBrain):
             self.ids += list(batch.id)
             self.refs += [tokenizer.normalize(w) for w in batch.wrd]
             self.hyps["greedy"] += greedy_decode(log_probs, lens, tokenizer)
+            if self.beam_decoder is not None:
+                self.hyps["beam"] += self.beam_decoder(log_probs, lens)
             if self.lm_decoder is not None:
                 self.hyps["lm"] += self.lm_decoder(log_probs, lens)
         return loss
 
     def on_stage_start(self, stage, epoch=None):
         self.ids, self.refs, self.hyps = [], [], {name: [] for name in DECODINGS}
-        self.lm_decoder = None
+        self.lm_decoder = self.beam_decoder = None
         if stage == sb.Stage.TEST:  # None without an LM or without kenlm (one warning): greedy only
             h = self.hparams
-            self.lm_decoder = lm_decoder_or_none(h.tokenizer, h.lm_path, alpha=h.lm_alpha, beta=h.lm_beta,
-                                                 beam_size=h.beam_size)
+            search = dict(alpha=h.lm_alpha, beta=h.lm_beta, beam_size=h.beam_size,
+                          **(getattr(h, "beam_search_options", None) or {}))
+            self.lm_decoder = lm_decoder_or_none(h.tokenizer, h.lm_path, **search)
+            if getattr(h, "test_beam_search", False):
+                self.beam_decoder = BeamSearchDecoder(h.tokenizer, None, **search)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         stats = {"loss": stage_loss}
@@ -171,6 +183,8 @@ class CTCBrain(FaultTolerantBrain):
                                                   n_boot=h.bootstrap_samples, seed=h.seed)
             if decoding == "lm":
                 summary.update(lm_path=str(h.lm_path), alpha=h.lm_alpha, beta=h.lm_beta, beam_size=h.beam_size)
+            elif decoding == "beam":
+                summary.update(beam_size=h.beam_size)
             results[decoding] = summary
             with open(out / f"hyp_{name}_{decoding}.txt", "w", encoding="utf-8") as fh:
                 fh.writelines(f"{uid} {hyp}\n" for uid, hyp in zip(self.ids, hyps))

@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple, Union
 import torch
 
 from .padding import relative_to_absolute_lengths
-from .text import CharTokenizer
+from .text import SPACE, CharTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def greedy_decode(log_probs: torch.Tensor, lengths: Optional[torch.Tensor] = Non
     log_probs: (B, T, V) log-probabilities (or logits: the arg max is the same).
     lengths: (B,) frame counts (integer dtype) or SpeechBrain relative lengths
         (floating dtype, fraction of T); None = every frame is valid.
-    tokenizer: default ``CharTokenizer()`` (blank 0).
+    tokenizer: default ``CharTokenizer()`` (blank 0); any tokenizer of ``brq_att_alt.text``.
     """
     tokenizer = tokenizer or CharTokenizer()
     if log_probs.dim() != 3:
@@ -103,8 +103,10 @@ class BeamSearchDecoder:
 
     Arguments
     ---------
-    tokenizer: the ``CharTokenizer`` of the acoustic model (its ``labels`` are the vocab).
-    lm_path: ARPA (``.arpa``) or kenlm binary file; None = no LM.
+    tokenizer: the tokenizer of the acoustic model (its ``labels`` are the vocab): a
+        ``CharTokenizer`` (word separator " ") or a ``SentencePieceTokenizer`` (words start
+        with "▁", which ``CTCBeamSearcher`` recognises).
+    lm_path: ARPA (``.arpa``) or kenlm binary file; None = no LM (plain CTC beam search).
     alpha: LM weight; beta: word insertion bonus; beam_size: beams kept.
     kwargs: other ``CTCBeamSearcher`` options (``beam_prune_logp``, ``token_prune_min_logp`` ...).
 
@@ -130,7 +132,7 @@ class BeamSearchDecoder:
         self.searcher = CTCBeamSearcher(
             blank_index=self.tokenizer.blank_index,
             vocab_list=list(self.tokenizer.labels),
-            space_token=self.tokenizer.labels[self.tokenizer.space_index],
+            space_token=SPACE,
             kenlm_model_path=self.lm_path,
             alpha=alpha,
             beta=beta,

@@ -35,7 +35,7 @@ def test_tiny_yaml_keeps_the_synthetic_default(tmp_path):
 def test_every_recipe_yaml_says_which_dataset(tmp_path):
     """One `dataset: synthetic | real` key in every recipe YAML; another value is a clear error."""
     recipe_yamls = list((ROOT / "hparams").glob("brq_*.yaml")) + list((ROOT / "recipes").rglob("hparams/*.yaml"))
-    assert len(recipe_yamls) == 13 + 1 + 10
+    assert len(recipe_yamls) == 13 + 2 + 10  # pre-training, fine-tuning (tiny, LibriSpeech), MP3S
     for yaml in recipe_yamls:
         assert sum(line.startswith("dataset: ") for line in yaml.read_text().splitlines()) == 1, yaml
     for yaml in PAPER_YAMLS:

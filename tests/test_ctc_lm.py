@@ -1,8 +1,10 @@
-"""Character tokenizer, CTC greedy / LM beam-search decoding, ARPA n-gram builder, WER + bootstrap CI."""
+"""Character and SentencePiece tokenizers, CTC greedy / beam-search / LM decoding, ARPA n-gram
+builder, WER + bootstrap CI."""
 
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import torch
 from brq_att_alt import ctc_decoding
 from brq_att_alt.ctc_decoding import BeamSearchDecoder, greedy_decode, lm_decoder_or_none, missing_lm_modules
 from brq_att_alt.ngram import build_arpa, kneser_ney, main as ngram_main
-from brq_att_alt.text import CharTokenizer
+from brq_att_alt.text import CharTokenizer, SentencePieceTokenizer, load_tokenizer
 from brq_att_alt.wer import corpus_wer, edit_ops, wer_bootstrap_ci, wer_report
 from helpers import logged_messages
 
@@ -39,6 +41,61 @@ def test_tokenizer_round_trip_and_layout(tmp_path):
     assert CharTokenizer.load(path) == tok
     with pytest.raises(ValueError):
         tok.decode([99])
+
+
+BPE_TEXTS = ["TURN ON THE LIGHTS IN THE KITCHEN", "PLAY SOME MUSIC PLEASE", "WHAT IS THE WEATHER TODAY",
+             "SET AN ALARM FOR SEVEN", "SEND AN EMAIL TO MY MOTHER", "WHAT TIME IS IT", "CALL MY FRIEND NOW",
+             "ORDER A PIZZA TONIGHT"]
+
+
+@pytest.fixture(scope="module")
+def bpe(tmp_path_factory):
+    """A 40-unit BPE SentencePiece tokenizer trained on BPE_TEXTS (the ``wrd`` column of a manifest)."""
+    folder = tmp_path_factory.mktemp("bpe")
+    lines = ["ID,duration,wav,wrd"] + [f"u{i},1.0,x.wav,{t}" for i, t in enumerate(BPE_TEXTS)]
+    (folder / "train.csv").write_text("\n".join(lines) + "\n")
+    return SentencePieceTokenizer.train(folder / "train.csv", folder / "tokenizer", vocab_size=40)
+
+
+def test_sentencepiece_tokenizer_layout_round_trip_and_io(bpe, tmp_path):
+    """MP3S's Common Voice vocabulary: id 0 is <unk> and the CTC blank; BPE pieces mark words with ▁."""
+    assert bpe.vocab_size == 40 == len(bpe.labels) and bpe.model_path.name == "40_bpe.model"
+    assert bpe.blank_index == 0 and bpe.labels[0] == "<unk>"
+    assert any(label.startswith("▁") for label in bpe.labels)
+    for text in ("TURN ON THE MUSIC", "WHAT IS THE TIME"):
+        ids = bpe.encode(text)
+        assert ids.dtype == torch.long and (ids != 0).all() and bpe.decode(ids) == text
+        # CTC best path: repeats merged, blanks dropped
+        path = [0] + [j for i in ids.tolist() for j in (i, i, 0)]
+        assert bpe.ctc_collapse(path) == text
+    assert bpe.normalize("  TURN   ON ") == "TURN ON"
+    # a character the model never saw is <unk> = the blank: left out of the targets
+    assert bpe.decode(bpe.encode("TURN ÑON")) == "TURN ON"
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        bpe.decode([40])
+    saved = bpe.save(tmp_path / "save" / "tokenizer.json")
+    assert not Path(json.loads(saved.read_text())["model"]).is_absolute()
+    again = load_tokenizer(saved)
+    assert isinstance(again, SentencePieceTokenizer) and again.labels == bpe.labels
+    assert isinstance(load_tokenizer(CharTokenizer().save(tmp_path / "char.json")), CharTokenizer)
+    with pytest.raises(ValueError, match="not a CharTokenizer"):
+        CharTokenizer.load(saved)
+    # a model already trained with these settings is reused, not retrained
+    model = bpe.model_path
+    before = model.stat().st_mtime_ns
+    assert SentencePieceTokenizer.train(model.parent.parent / "train.csv", model.parent, vocab_size=40).labels == bpe.labels
+    assert model.stat().st_mtime_ns == before
+
+
+def test_beam_search_without_lm_decodes_sentencepiece_units(bpe):
+    """MP3S's Common Voice test decoding: CTC beam search, no LM, on BPE units (words at ▁)."""
+    ids = bpe.encode("CALL MY MOTHER").tolist()
+    frames = [0] + [j for i in ids for j in (i, i, 0)] + [0]  # a blank after each unit: "LL" survives
+    logp = _frames_to_logp(frames, vocab=bpe.vocab_size).unsqueeze(0)
+    assert greedy_decode(logp, tokenizer=bpe) == ["CALL MY MOTHER"]
+    decoder = BeamSearchDecoder(bpe, lm_path=None, beam_size=8, beam_prune_logp=-12.0, token_prune_min_logp=-1.2,
+                                prune_history=True)
+    assert decoder(logp) == ["CALL MY MOTHER"]
 
 
 # --------------------------------------------------------------------- greedy

@@ -161,7 +161,7 @@ FINETUNE = ROOT / "recipes" / "finetune_ctc"
 
 
 def finetune_args(pretrained, corpus, out, *extra):
-    return [str(FINETUNE / "hparams" / "finetune_ctc.yaml"), f"--pretrained_path={pretrained}",
+    return [str(FINETUNE / "hparams" / "finetune_ctc_tiny.yaml"), f"--pretrained_path={pretrained}",
             f"--data_folder={corpus}", f"--output_folder={out}", "--test_splits=[test-clean]",
             "--progressbar=False", "--beam_size=2", "--bootstrap_samples=50", "--head_hidden=16",
             "--max_batch_length=8", "--number_of_epochs=1", "--augment=False", *extra]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import torch
 
 from brq_att_alt.data.audio import read_audio
 from brq_att_alt.data.commonvoice import normalize_text, prepare_commonvoice
@@ -17,7 +18,8 @@ from brq_att_alt.data.synthetic_tasks import (
     prepare_synthetic_asr, prepare_synthetic_emotion, prepare_synthetic_intent,
     prepare_synthetic_verification,
 )
-from brq_att_alt.data.voxceleb import prepare_voxceleb1, read_trial_list
+from brq_att_alt.data.datasets import audio_dataset
+from brq_att_alt.data.voxceleb import crop_manifest, prepare_voxceleb1, read_trial_list
 
 
 def rows(path):
@@ -158,6 +160,38 @@ def test_prepare_voxceleb1_skips_bad_files_and_their_trials(tmp_path, clips, mon
     assert Path(out["train"]).stat().st_mtime_ns == stamp
 
 
+def test_crop_manifest_and_random_crops(tmp_path, clips):
+    """MP3S's VoxCeleb training layout: one entry per whole crop of each utterance, each read
+    as a random crop of that length (a new one at every read); a shorter utterance is read whole."""
+    wavs = [write(tmp_path / f"u{i}.wav", clips[i][0]) for i in range(3)]
+    seconds = [len(clips[i][0]) / 16000 for i in range(3)]
+    lines = ["ID,duration,wav,spk_id"] + [f"u{i},{seconds[i]:.3f},{w},s{i}" for i, w in enumerate(wavs)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    crop = 0.5
+    out = rows(crop_manifest(tmp_path / "train.csv", tmp_path / "train_crops.csv", crop))
+    expected = [max(1, int(d // crop)) for d in seconds]
+    assert len(out) == sum(expected) and sum(expected) > 3
+    assert [r["ID"] for r in out[: expected[0]]] == [f"u0@{i}" for i in range(expected[0])]
+    assert {r["spk_id"] for r in out if r["ID"].startswith("u1@")} == {"s1"}  # columns kept
+
+    data = audio_dataset(tmp_path / "train_crops.csv", crop_seconds=crop, sort=None)
+    data.set_output_keys(["id", "sig"])
+    full = read_audio(wavs[0])
+    reads = [data[0]["sig"] for _ in range(6)]
+    assert all(r.shape == (8000,) for r in reads)
+    starts = set()
+    for r in reads:  # each crop is a contiguous piece of the utterance
+        start = [k for k in range(full.numel() - 8000 + 1) if torch.equal(full[k: k + 8000], r)]
+        assert start
+        starts.add(start[0])
+    assert len(starts) > 1  # drawn anew at each read
+    whole = audio_dataset(tmp_path / "train.csv", crop_seconds=100.0, sort=None)
+    whole.set_output_keys(["sig"])
+    assert torch.equal(whole[0]["sig"], full)
+    with pytest.raises(ValueError, match="seconds must be > 0"):
+        crop_manifest(tmp_path / "train.csv", tmp_path / "x.csv", 0)
+
+
 def test_prepare_voxceleb1_wrong_folder(tmp_path, clips):
     (tmp_path / "empty" / "audio").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"does not look like VoxCeleb1.*wav/<speaker id>"):
@@ -239,20 +273,27 @@ def _iemocap(root: Path, clips):
 
 
 def test_prepare_iemocap_folds(tmp_path, clips):
+    """MP3S's leave-one-speaker-out: test speaker k, validation = the other speaker of its session."""
     root = tmp_path / "IEMOCAP_full_release"
     _iemocap(root, clips)
-    folds = prepare_iemocap(tmp_path, tmp_path / "m", valid_ratio=0.25)  # parent folder accepted
-    assert sorted(folds) == ["1", "2", "3"]
+    folds = prepare_iemocap(tmp_path, tmp_path / "m")  # parent folder accepted
+    assert sorted(folds, key=int) == ["1", "2", "3", "4", "5", "6"]  # 3 sessions x (F, M)
     every = rows(tmp_path / "m" / "all.csv")
     assert len(every) == 15  # 5 kept emotions x 3 sessions ("fru" dropped)
     first = [r for r in every if r["ID"] == "Ses01F_impro01_M001"][0]
-    assert (first["emo"], first["spk_id"], first["session"]) == ("hap", "Ses01M", "1")  # exc -> hap
+    assert (first["emo"], first["spk_id"], first["session"], first["speaker"]) == ("hap", "Ses01M", "1", "2")
+    assert {(r["spk_id"], r["speaker"]) for r in every if r["session"] == "3"} == {("Ses03F", "5"), ("Ses03M", "6")}
     assert {r["emo"] for r in every} == {"neu", "hap", "sad", "ang"}
     for k, paths in folds.items():
         test, train, valid = rows(paths["test"]), rows(paths["train"]), rows(paths["valid"])
-        assert {r["session"] for r in test} == {k}
-        assert k not in {r["session"] for r in train + valid}
-        assert len(train) + len(valid) == 10 and len(valid) == 2
+        partner = int(k) + 1 if int(k) % 2 else int(k) - 1  # MP3S's valid speaker
+        assert {r["speaker"] for r in test} == {k}
+        assert {r["speaker"] for r in valid} == {str(partner)}
+        assert {r["speaker"] for r in train} == {str(n) for n in range(1, 7)} - {k, str(partner)}
+        assert len(train) + len(valid) + len(test) == 15
+    assert sorted(prepare_iemocap(tmp_path, tmp_path / "m", test_speakers=[4])) == ["4"]  # prepared: reused
+    with pytest.raises(ValueError, match="Test speaker 9 not in the data"):
+        prepare_iemocap(tmp_path, tmp_path / "m", test_speakers=[9])
 
 
 def test_prepare_iemocap_wrong_folder(tmp_path):
@@ -285,12 +326,18 @@ def test_synthetic_task_manifests(tiny_corpus, tmp_path):
     asr = prepare_synthetic_asr(tiny_corpus, tmp_path / "asr", {"train": ["train-clean-100"]})
     assert [r["wrd"] for r in rows(asr["train"])] == [r["wrd"] for r in labels if r["split"] == "train-clean-100"]
 
-    folds = prepare_synthetic_emotion(tiny_corpus, tmp_path / "er", num_sessions=2)
+    folds = prepare_synthetic_emotion(tiny_corpus, tmp_path / "er", num_speakers=4)
     every = rows(tmp_path / "er" / "all.csv")
     assert {r["session"] for r in every if r["spk_id"] in speakers[:2]} == {"1"}
     assert {r["session"] for r in every if r["spk_id"] in speakers[2:]} == {"2"}
+    assert {r["spk_id"]: r["speaker"] for r in every} == {s: str(i + 1) for i, s in enumerate(speakers)}
     assert all(r["emo"] == by_id[r["ID"]]["style"] for r in every)
-    assert {r["spk_id"] for r in rows(folds["1"]["test"])} == set(speakers[:2])
+    assert sorted(folds) == ["1", "2", "3", "4"]
+    assert {r["spk_id"] for r in rows(folds["1"]["test"])} == {speakers[0]}
+    assert {r["spk_id"] for r in rows(folds["1"]["valid"])} == {speakers[1]}
+    assert {r["spk_id"] for r in rows(folds["1"]["train"])} == set(speakers[2:])
+    with pytest.raises(ValueError, match="num_speakers must be even"):
+        prepare_synthetic_emotion(tiny_corpus, tmp_path / "er2", num_speakers=3)
 
     with pytest.raises(FileNotFoundError, match="labels.csv"):
         prepare_synthetic_intent(tmp_path, tmp_path / "x", {"train": ["train-clean-100"]})

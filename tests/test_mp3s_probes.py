@@ -1,4 +1,5 @@
-"""MP3S library: weighted layer sum, probe heads, frozen encoder, EER / WER by hand."""
+"""MP3S library: weighted layer sum, probe heads (and their sizes against SpeechBrain's
+reference architectures), frozen encoder, EER / WER by hand."""
 
 import math
 
@@ -6,17 +7,18 @@ import pytest
 import torch
 
 from brq_att_alt.data.voxceleb import read_trial_list, write_trial_list
+from brq_att_alt.hparams import load_hparams
 from brq_att_alt.probes import (
-    ECAPAHead, EmbeddingClassifier, FrameBiLSTM, FrameContextNet, FrameLinear, PooledBiLSTM,
-    PooledLinear, WeightedLayerSum, XvectorHead, compute_eer, compute_min_dcf, cosine_score,
-    score_trials,
+    ECAPAHead, FrameBiLSTM, FrameContextNet, FrameLinear, FrameMLP, PooledBiLSTM, PooledLinear,
+    WeightedLayerSum, XvectorHead, compute_eer, compute_min_dcf, cosine_score, score_trials,
 )
-from helpers import TINY_MODEL, save_run
+from helpers import MP3S, TINY_MODEL, save_run
 
 
 # ----------------------------------------------------------------- weighted sum
 def test_weighted_sum_starts_as_the_mean_and_weights_are_a_softmax():
     ws = WeightedLayerSum(3)
+    assert not ws.layer_norm  # MP3S mixes the raw hidden states
     hidden = [torch.full((2, 4, 5), float(v)) for v in (1.0, 2.0, 6.0)]
     assert torch.allclose(ws(hidden), torch.full((2, 4, 5), 3.0))
     with torch.no_grad():
@@ -66,7 +68,9 @@ def _padded(x, valid, garbage=100.0):
 
 @pytest.mark.parametrize("head", [
     lambda: PooledLinear(8, 3),
+    lambda: PooledLinear(8, 3, bias=False),
     lambda: PooledBiLSTM(8, 3, hidden_size=6, num_layers=2, dropout=0.0),
+    lambda: PooledBiLSTM(8, 3, hidden_size=8, num_layers=2, dropout=0.0, projection=8, bias=False),
 ])
 def test_utterance_heads_ignore_padding(head):
     torch.manual_seed(0)
@@ -83,18 +87,169 @@ def test_heads_shapes():
     torch.manual_seed(0)
     x, lens = torch.randn(3, 20, 16), torch.tensor([1.0, 0.7, 0.4])
     assert FrameLinear(16, 30)(x, lens).shape == (3, 20, 30)
+    assert FrameLinear(16, 30, bias=False).out.bias is None
+    assert FrameMLP(16, 30, hidden_size=8)(x, lens).shape == (3, 20, 30)
     assert FrameBiLSTM(16, 30, hidden_size=8)(x, lens).shape == (3, 20, 30)
+    assert FrameBiLSTM(16, 30, hidden_size=8, projection=5).out.in_features == 5
     cn = FrameContextNet(16, 30, out_channels=16, conv_channels=[16, 16], num_blocks=2, num_layers=2)
     assert cn(x, lens).shape == (3, 20, 30)  # stride 1: one output per encoder frame
     xv = XvectorHead(16, emb_dim=12, tdnn_channels=(16, 16, 16, 16, 32))
     assert xv(x, lens).shape == (3, 12)
     ec = ECAPAHead(16, emb_dim=12, channels=(16, 16, 16, 16, 48), attention_channels=8, se_channels=8)
     assert ec(x, lens).shape == (3, 12)
-    cls = EmbeddingClassifier(12, 5, cosine=True)
-    logits = cls(ec(x, lens))
-    assert logits.shape == (3, 5) and logits.abs().max() <= 1.0 + 1e-5  # cosines
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 entries for 2 blocks"):
         FrameContextNet(16, 30, conv_channels=[16], num_blocks=2)
+    with pytest.raises(ValueError, match="give conv_channels"):
+        FrameContextNet(16, 30, num_blocks=2)  # SpeechBrain's default channels are for 21 blocks
+
+
+def test_frame_bilstm_has_no_dropout_after_the_lstm():
+    """MP3S's SpeechBrain LSTM drops between its layers only: in train mode, the output layer
+    reads the LSTM's output as it is."""
+    torch.manual_seed(0)
+    head = FrameBiLSTM(8, 5, hidden_size=6, num_layers=2, dropout=0.5).train()
+    x = torch.randn(2, 7, 8)
+    torch.manual_seed(1)
+    out = head(x)
+    torch.manual_seed(1)
+    assert torch.allclose(out, head.out(head.rnn(x)))
+
+
+# --------------------------------------------- probe sizes against MP3S's references
+D_MP3S = 576  # the MHSA base encoder's width, where FIDELITY.md counted the references
+
+
+def _reference_probe(task, probe):
+    """The probe of MP3S / the authors' ssl_brq.yaml built from SpeechBrain's classes, at
+    encoder width 576 (LibriSpeech: 30 outputs, MP3S's characters + blank + unk; Common
+    Voice: 100 BPE units; VoxCeleb1: 1211 speakers; SLURP: 18 scenarios; IEMOCAP: 4)."""
+    from speechbrain.lobes.models.ContextNet import ContextNet
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+    from speechbrain.lobes.models.ECAPA_TDNN import Classifier as ECAPAClassifier
+    from speechbrain.lobes.models.VanillaNN import VanillaNN
+    from speechbrain.lobes.models.Xvector import Classifier as XvectorClassifier
+    from speechbrain.lobes.models.Xvector import Xvector
+    from speechbrain.nnet.linear import Linear
+    from speechbrain.nnet.RNN import LSTM
+
+    d, shape = D_MP3S, [None, None, D_MP3S]
+    ecapa = dict(input_size=d, channels=[512, 512, 512, 512, 1536], kernel_sizes=[5, 3, 3, 3, 1],
+                 dilations=[1, 2, 3, 4, 1], groups=[1, 1, 1, 1, 1], attention_channels=64)
+    bilstm = dict(input_shape=shape, num_layers=2, bidirectional=True, dropout=0.2, hidden_size=1024)
+    parts = {
+        ("LibriSpeech_ASR", "BiLSTM"): lambda: [LSTM(**bilstm), Linear(input_size=2048, n_neurons=30)],
+        ("LibriSpeech_ASR", "ContextNet"): lambda: [ContextNet(input_shape=shape, strides=[1] * 21),
+                                                    Linear(input_size=640, n_neurons=30)],
+        ("CommonVoice_ASR", "BiLSTM"): lambda: [LSTM(**bilstm), Linear(input_size=2048, n_neurons=100)],
+        ("CommonVoice_ASR", "linear"): lambda: [
+            VanillaNN(input_shape=shape, activation=torch.nn.Sigmoid, dnn_blocks=1, dnn_neurons=1024),
+            Linear(input_size=1024, n_neurons=100)],
+        ("VoxCeleb1_SV", "Xvector"): lambda: [
+            Xvector(in_channels=d, activation=torch.nn.LeakyReLU, tdnn_blocks=5,
+                    tdnn_channels=[512, 512, 512, 512, 1500], tdnn_kernel_sizes=[5, 3, 3, 1, 1],
+                    tdnn_dilations=[1, 2, 3, 1, 1], lin_neurons=512),
+            XvectorClassifier(input_shape=[None, None, 512], activation=torch.nn.LeakyReLU, lin_blocks=1,
+                              lin_neurons=512, out_neurons=1211)],
+        ("VoxCeleb1_SV", "ECAPA"): lambda: [ECAPA_TDNN(**ecapa, lin_neurons=512),
+                                            ECAPAClassifier(input_size=512, out_neurons=1211)],
+        ("SLURP_IC", "linear"): lambda: [Linear(input_size=d, n_neurons=18, bias=False)],
+        ("SLURP_IC", "BiLSTM"): lambda: [
+            LSTM(input_size=d, bidirectional=True, hidden_size=d, num_layers=2),
+            Linear(input_size=2 * d, n_neurons=d), Linear(input_size=d, n_neurons=18, bias=False)],
+        ("IEMOCAP_ER", "linear"): lambda: [Linear(input_size=d, n_neurons=4, bias=False)],
+        ("IEMOCAP_ER", "ECAPA"): lambda: [ECAPA_TDNN(**ecapa, lin_neurons=96),
+                                          ECAPAClassifier(input_size=96, out_neurons=4)],
+    }
+    return torch.nn.ModuleList(parts[(task, probe)]())
+
+
+# the sizes recipes/MP3S/README.md gives (millions, rounded): the probe without its speaker /
+# emotion classifier, and that classifier
+REFERENCE_MILLIONS = {("LibriSpeech_ASR", "BiLSTM"): (38.4,), ("LibriSpeech_ASR", "ContextNet"): (32.4,),
+                      ("CommonVoice_ASR", "BiLSTM"): (38.5,), ("CommonVoice_ASR", "linear"): (0.7,),
+                      ("VoxCeleb1_SV", "Xvector"): (5.6, 0.9), ("VoxCeleb1_SV", "ECAPA"): (8.1, 0.6),
+                      ("SLURP_IC", "BiLSTM"): (14.0,), ("IEMOCAP_ER", "ECAPA"): (6.8, 0.0)}
+OUTPUTS = {"LibriSpeech_ASR": 30, "CommonVoice_ASR": 100}
+
+
+@pytest.fixture(scope="module")
+def encoder_576(tmp_path_factory):
+    """A pre-training run whose encoder is 576 wide (one small layer: only the width matters here)."""
+    from brq_att_alt.model import BestRQModel
+
+    model = BestRQModel("mhsa", d_model=D_MP3S, num_layers=1, nhead=8, d_ffn=64, kernel_size=3, codebook_size=16)
+    return save_run(model, tmp_path_factory.mktemp("encoder_576") / "save").parent
+
+
+@pytest.mark.parametrize("task, probe", [("LibriSpeech_ASR", "BiLSTM"), ("LibriSpeech_ASR", "ContextNet"),
+                                         ("CommonVoice_ASR", "BiLSTM"), ("CommonVoice_ASR", "linear"),
+                                         ("VoxCeleb1_SV", "Xvector"), ("VoxCeleb1_SV", "ECAPA"),
+                                         ("SLURP_IC", "linear"), ("SLURP_IC", "BiLSTM"),
+                                         ("IEMOCAP_ER", "linear"), ("IEMOCAP_ER", "ECAPA")])
+def test_probe_yaml_has_the_reference_size(task, probe, encoder_576, tmp_path):
+    """Each recipe YAML's probe (+ classifier) at encoder width 576 has exactly the parameters
+    of MP3S's architecture built from SpeechBrain's classes with the reference arguments."""
+    yaml = MP3S / task / probe / "hparams" / f"{probe}.yaml"
+    hparams = load_hparams([str(yaml), f"--pretrained_path={encoder_576}", f"--output_folder={tmp_path}"])[3]
+    assert hparams["encoder_dim"] == D_MP3S
+    assert not hparams["weighted_sum"].layer_norm
+    if task in OUTPUTS:
+        modules = [hparams["probe_class"](input_size=D_MP3S, n_outputs=OUTPUTS[task])]
+    else:
+        modules = [hparams["probe"]] + ([hparams["classifier"]] if "classifier" in hparams else [])
+    ours = sum(p.numel() for m in modules for p in m.parameters())
+    reference = sum(p.numel() for p in _reference_probe(task, probe).parameters())
+    assert ours == reference
+    if (task, probe) in REFERENCE_MILLIONS:
+        millions = tuple(round(sum(p.numel() for p in m.parameters()) / 1e6, 1) for m in modules)
+        assert millions == REFERENCE_MILLIONS[(task, probe)]
+
+
+# --------------------------------------------------------------- training protocol
+def test_anneal_steps_each_schedule_and_refuses_an_unknown_figure():
+    """ProbeBrain.anneal: a per-epoch schedule (LinearScheduler) follows the epoch, NewBob the
+    validation figure (threshold 0.25 %), None keeps the rate; returns the rates just used."""
+    from types import SimpleNamespace
+
+    from speechbrain.nnet.schedulers import LinearScheduler, NewBobScheduler
+
+    from brq_att_alt.probes.training import ProbeBrain
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    brain = SimpleNamespace(
+        probe_optimizer=torch.optim.Adam([param], lr=1e-3), weights_optimizer=torch.optim.Adam([param], lr=0.01),
+        hparams=SimpleNamespace(annealing_metric="error_rate", lr_annealing_probe=LinearScheduler(1e-3, 1e-4, 5),
+                                lr_annealing_weights=None))
+    for name in ("anneal", "schedulers"):
+        setattr(brain, name, getattr(ProbeBrain, name).__get__(brain))
+    lrs = lambda: (brain.probe_optimizer.param_groups[0]["lr"], brain.weights_optimizer.param_groups[0]["lr"])  # noqa: E731
+    assert brain.anneal({"error_rate": 0.5}, 1) == {"lr_probe": pytest.approx(1e-3), "lr_weights": 0.01}
+    assert lrs() == (pytest.approx(7.75e-4), 0.01)  # 1e-3 -> 1e-4 in 4 equal steps
+    brain.hparams.lr_annealing_weights = NewBobScheduler(0.01, annealing_factor=0.9, improvement_threshold=0.0025)
+    brain.anneal({"error_rate": 0.5}, 2)  # NewBob's first figure: nothing to compare with
+    assert lrs() == (pytest.approx(5.5e-4), 0.01)
+    brain.anneal({"error_rate": 0.4995}, 3)  # 0.1 % better: below the threshold, annealed
+    assert lrs()[1] == pytest.approx(0.009)
+    brain.anneal({"error_rate": 0.4}, 4)  # 20 % better: kept
+    assert lrs() == (pytest.approx(1e-4), pytest.approx(0.009))
+    brain.hparams.annealing_metric = "WER"
+    with pytest.raises(ValueError, match="annealing_metric 'WER' is not a validation figure"):
+        brain.anneal({"error_rate": 0.4, "loss": 1.0}, 5)
+
+
+def test_probe_dataset_filters_training_only_and_refuses_cache_with_crops(tmp_path):
+    """max_duration (Common Voice: 10 s) leaves out long *training* utterances only, as MP3S;
+    random crops and the hidden-state cache cannot go together."""
+    from brq_att_alt.probes.training import probe_dataset
+
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text("ID,duration,wav\na,4.0,a.wav\nb,12.0,b.wav\n")
+    h = {"sample_rate": 16000, "max_duration": 10.0}
+    assert len(probe_dataset(h, csv_path, "train")) == 1
+    assert len(probe_dataset(h, csv_path, "valid")) == len(probe_dataset(h, csv_path, "test")) == 2
+    with pytest.raises(ValueError, match="cache_hidden"):
+        probe_dataset({**h, "crop_seconds": 3.0, "cache_hidden": True}, csv_path, "train")
+    assert len(probe_dataset({**h, "crop_seconds": 3.0, "cache_hidden": True}, csv_path, "test")) == 2
 
 
 # ------------------------------------------------------------- frozen encoder

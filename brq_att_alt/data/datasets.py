@@ -8,6 +8,7 @@ probes): a ``DynamicItemDataset`` of a manifest (columns ``ID``, ``duration`` in
 from pathlib import Path
 from typing import Optional, Union
 
+import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import provides, takes
 
@@ -27,13 +28,15 @@ def subsample(dataset: DynamicItemDataset, n: Optional[int]) -> DynamicItemDatas
 
 def audio_dataset(csv_path: Union[str, Path], sample_rate: int = 16000, sort: Optional[str] = "ascending",
                   min_duration: Optional[float] = None, max_duration: Optional[float] = None,
-                  subset: Optional[int] = None) -> DynamicItemDataset:
+                  subset: Optional[int] = None, crop_seconds: Optional[float] = None) -> DynamicItemDataset:
     """A manifest as a dataset with the ``sig`` audio item (float32 (samples,) at ``sample_rate``).
 
     ``subset``: keep that many utterances, spread evenly (``subsample``); then those with
     ``min_duration <= duration <= max_duration`` (None: no bound), sorted by duration
     (``sort``: "ascending", "descending" or None for the manifest order). An empty manifest,
-    or one the bounds leave empty, is an error that says which.
+    or one the bounds leave empty, is an error that says which. ``crop_seconds``: ``sig`` is
+    a random crop of that length, drawn anew at every read (an utterance that is shorter
+    is read whole), as SpeechBrain's VoxCeleb recipes train on random 3 s chunks.
     """
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {SORTS}, got {sort!r}")
@@ -52,7 +55,14 @@ def audio_dataset(csv_path: Union[str, Path], sample_rate: int = 16000, sort: Op
     @takes("wav")
     @provides("sig")
     def audio_pipeline(wav):
-        return read_audio(wav, sample_rate=sample_rate)
+        sig = read_audio(wav, sample_rate=sample_rate)
+        if crop_seconds is None:
+            return sig
+        length = int(round(crop_seconds * sample_rate))
+        if sig.shape[0] <= length:
+            return sig
+        start = int(torch.randint(0, sig.shape[0] - length + 1, (1,)))
+        return sig[start: start + length]
 
     data.add_dynamic_item(audio_pipeline)
     return data

@@ -1,4 +1,4 @@
-"""IEMOCAP preparation for 4-class emotion recognition with leave-one-session-out folds.
+"""IEMOCAP preparation for 4-class emotion recognition with MP3S's leave-one-speaker-out folds.
 
 Expected layout (``IEMOCAP_full_release``)::
 
@@ -10,12 +10,14 @@ Emotions kept: neutral, happy (+ excited merged into happy, the usual 4-class
 setting), sad, angry. ``data_folder`` may also be the folder holding
 ``IEMOCAP_full_release``. Output in ``save_folder``:
 
-* ``all.csv``: ``ID,duration,wav,spk_id,session,emo`` (spk_id e.g. ``Ses01F``);
-* ``fold_<k>/{train,valid,test}.csv``: session k is the test set, every
-  ``round(1/valid_ratio)``-th utterance of the other sessions the validation set.
+* ``all.csv``: ``ID,duration,wav,spk_id,session,speaker,emo`` (spk_id e.g. ``Ses01F``;
+  ``speaker`` the number MP3S gives it: session k holds speakers 2k-1, female, and 2k, male);
+* ``fold_<k>/{train,valid,test}.csv``, one fold per test speaker k = 1..10 as MP3S
+  (``different_speakers: True``): speaker k is the test set, the other speaker of its
+  session the validation set, the 8 others the training set.
 
-:func:`make_session_folds` builds the folds from any such rows (the synthetic
-corpus uses it with speaker groups as sessions).
+:func:`make_speaker_folds` builds the folds from any such rows (the synthetic corpus
+uses it with its voices as speakers, two per session).
 """
 
 import logging
@@ -24,37 +26,55 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from ..csv_files import read_csv, write_csv
-from .manifest import already_prepared, audio_duration, fmt_duration, record_options, split_every
+from .manifest import already_prepared, audio_duration, fmt_duration, record_options
 
 logger = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("ID", "duration", "wav", "spk_id", "session", "emo")
+CSV_COLUMNS = ("ID", "duration", "wav", "spk_id", "session", "speaker", "emo")
+PREP_VERSION = 2  # 2: speaker numbers and leave-one-speaker-out folds
 EMOTIONS = {"neu": "neu", "hap": "hap", "exc": "hap", "sad": "sad", "ang": "ang"}
 _LINE = re.compile(r"^\[(\d+(?:\.\d+)?) - (\d+(?:\.\d+)?)\]\s+(\S+)\s+(\S+)\s+\[")
 EXPECTED = ("<data_folder>/Session<k>/sentences/wav/<dialog>/<utt>.wav and "
             "<data_folder>/Session<k>/dialog/EmoEvaluation/<dialog>.txt (IEMOCAP_full_release)")
 
 
-def make_session_folds(rows: Sequence[dict], save_folder: Union[str, Path],
-                       test_sessions: Optional[Iterable] = None, valid_ratio: float = 0.1) -> Dict[str, Dict[str, str]]:
-    """Write ``fold_<k>/{train,valid,test}.csv`` (test = session k); returns {k: {name: path}}."""
+def speaker_number(session: int, gender: str) -> int:
+    """MP3S's IEMOCAP speaker number: session k holds speaker 2k-1 (``F``) and 2k (``M``)."""
+    if gender not in ("F", "M"):
+        raise ValueError(f"IEMOCAP speaker gender must be 'F' or 'M', got {gender!r}")
+    return 2 * int(session) - (1 if gender == "F" else 0)
+
+
+def make_speaker_folds(rows: Sequence[dict], save_folder: Union[str, Path],
+                       test_speakers: Optional[Iterable] = None) -> Dict[str, Dict[str, str]]:
+    """Write ``fold_<k>/{train,valid,test}.csv`` for each test speaker k (default: every
+    speaker): test = speaker k, valid = the other speaker of its session, train = every
+    other speaker. ``rows`` have ``speaker`` and ``session``; every session of a fold's test
+    speaker must hold exactly two speakers. Returns {k: {name: path}}."""
     save_folder = Path(save_folder)
-    sessions = sorted({str(r["session"]) for r in rows}, key=lambda s: (len(s), s))
-    if len(sessions) < 2:
-        raise ValueError(f"Leave-one-session-out needs >= 2 sessions, found {sessions}")
-    wanted = sessions if test_sessions is None else [str(s) for s in test_sessions]
+    speakers = sorted({int(r["speaker"]) for r in rows})
+    by_session: Dict[str, set] = {}
+    for r in rows:
+        by_session.setdefault(str(r["session"]), set()).add(int(r["speaker"]))
+    session_of = {int(r["speaker"]): str(r["session"]) for r in rows}
+    wanted = speakers if test_speakers is None else [int(k) for k in test_speakers]
     out = {}
     for k in wanted:
-        if k not in sessions:
-            raise ValueError(f"Test session {k} not in the data (sessions: {sessions})")
-        rest = [r for r in rows if str(r["session"]) != k]
-        train, valid = split_every(rest, valid_ratio)
+        if k not in session_of:
+            raise ValueError(f"Test speaker {k} not in the data (speakers: {speakers})")
+        partners = by_session[session_of[k]] - {k}
+        if len(partners) != 1:
+            raise ValueError(f"Session {session_of[k]} of test speaker {k} holds speakers "
+                             f"{sorted(by_session[session_of[k]])}: leave-one-speaker-out needs two per session "
+                             "(the other one validates)")
+        valid_speaker = partners.pop()
+        parts = {"train": [r for r in rows if int(r["speaker"]) not in (k, valid_speaker)],
+                 "valid": [r for r in rows if int(r["speaker"]) == valid_speaker],
+                 "test": [r for r in rows if int(r["speaker"]) == k]}
+        if not parts["train"]:
+            raise ValueError(f"Fold {k} has no training speaker: at least two sessions are needed")
         fold = save_folder / f"fold_{k}"
-        paths = {}
-        for name, part in (("train", train), ("valid", valid or train[:1]),
-                           ("test", [r for r in rows if str(r["session"]) == k])):
-            paths[name] = str(write_csv(fold / f"{name}.csv", CSV_COLUMNS, part))
-        out[k] = paths
+        out[str(k)] = {name: str(write_csv(fold / f"{name}.csv", CSV_COLUMNS, part)) for name, part in parts.items()}
     return out
 
 
@@ -69,14 +89,14 @@ def _find_root(data_folder: Path) -> Path:
 
 
 def prepare_iemocap(data_folder: Union[str, Path], save_folder: Union[str, Path],
-                    test_sessions: Optional[Iterable[int]] = None,
-                    valid_ratio: float = 0.1) -> Dict[str, Dict[str, str]]:
-    """Write all.csv and the leave-one-session-out folds; returns {session: {train,valid,test}}."""
+                    test_speakers: Optional[Iterable[int]] = None) -> Dict[str, Dict[str, str]]:
+    """Write all.csv and the leave-one-speaker-out folds of ``test_speakers`` (default 1..10);
+    returns {test speaker: {train, valid, test: csv path}}."""
     save_folder = Path(save_folder)
     root = _find_root(Path(data_folder).expanduser())
-    options = {"data_folder": str(root.resolve())}
+    options = {"version": PREP_VERSION, "data_folder": str(root.resolve())}
     if already_prepared(save_folder, ["all.csv"], options, "iemocap"):
-        return make_session_folds(read_csv(save_folder / "all.csv"), save_folder, test_sessions, valid_ratio)
+        return make_speaker_folds(read_csv(save_folder / "all.csv"), save_folder, test_speakers)
     rows: List[dict] = []
     missing = 0
     for k in range(1, 6):
@@ -98,9 +118,10 @@ def prepare_iemocap(data_folder: Union[str, Path], save_folder: Union[str, Path]
                 if not wav.is_file():
                     missing += 1
                     continue
-                speaker = utt[:5] + utt.split("_")[-1][0]  # Ses01F_impro01_M003 -> Ses01M
+                gender = utt.split("_")[-1][0]  # the speaking turn's: Ses01F_impro01_M003 -> M
                 rows.append({"ID": utt, "duration": fmt_duration(audio_duration(wav)), "wav": str(wav.resolve()),
-                             "spk_id": speaker, "session": str(k), "emo": EMOTIONS[m.group(4)]})
+                             "spk_id": utt[:5] + gender, "session": str(k), "speaker": speaker_number(k, gender),
+                             "emo": EMOTIONS[m.group(4)]})
     if missing:
         logger.warning("IEMOCAP: %d labelled utterances have no wav file; skipped", missing)
     if not rows:
@@ -109,4 +130,4 @@ def prepare_iemocap(data_folder: Union[str, Path], save_folder: Union[str, Path]
     save_folder.mkdir(parents=True, exist_ok=True)
     write_csv(save_folder / "all.csv", CSV_COLUMNS, rows)
     record_options(save_folder, options, "iemocap")
-    return make_session_folds(rows, save_folder, test_sessions, valid_ratio)
+    return make_speaker_folds(rows, save_folder, test_speakers)

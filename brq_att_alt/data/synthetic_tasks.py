@@ -7,8 +7,9 @@ The synthetic corpus (``synthetic.py``) stands in for every MP3S dataset:
 * ``verification``: voices; the last ``num_test_speakers`` speakers form the
   test set, scored on a VoxCeleb-format trial list of all their utterance pairs;
 * ``intent``: the SLURP-like scenario of each templated sentence;
-* ``emotion``: the prosody style (neutral / happy / sad / angry); speakers are
-  grouped into ``num_sessions`` IEMOCAP-like sessions for leave-one-session-out.
+* ``emotion``: the prosody style (neutral / happy / sad / angry); the first
+  ``num_speakers`` voices play IEMOCAP's speakers, two per session, for MP3S's
+  leave-one-speaker-out folds.
 
 Every manifest has the columns of the matching real-dataset preparation, so a
 recipe reads both the same way. Audio paths follow the corpus layout
@@ -22,7 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from ..csv_files import write_csv
 from .iemocap import CSV_COLUMNS as EMOTION_COLUMNS
-from .iemocap import make_session_folds
+from .iemocap import make_speaker_folds
 from .manifest import fmt_duration
 from .synthetic import load_labels
 from .voxceleb import write_trial_list
@@ -107,20 +108,23 @@ def prepare_synthetic_verification(corpus_folder, save_folder, num_test_speakers
     return out
 
 
-def prepare_synthetic_emotion(corpus_folder, save_folder, splits: Sequence[str] = ("train-clean-100", "dev-clean", "test-clean"),
-                              num_sessions: int = 5, test_sessions: Optional[Sequence] = None,
-                              valid_ratio: float = 0.1) -> Dict[str, Dict[str, str]]:
-    """all.csv (IEMOCAP columns, emo = style) + leave-one-session-out folds over speaker groups.
+def prepare_synthetic_emotion(corpus_folder, save_folder,
+                              splits: Sequence[str] = ("train-clean-100", "dev-clean", "test-clean"),
+                              num_speakers: int = 10, test_speakers: Optional[Sequence] = None) -> Dict[str, Dict[str, str]]:
+    """all.csv (IEMOCAP columns, emo = style) + MP3S's leave-one-speaker-out folds.
 
-    Speakers (sorted by id) are cut into ``num_sessions`` contiguous groups: session
-    ``k`` (1-based) holds speakers ``[k-1, k) * n / num_sessions``.
+    The first ``num_speakers`` speakers (sorted by id; an even number, at least 4) play
+    IEMOCAP's speakers 1..num_speakers: speaker n sits in session ceil(n / 2), as IEMOCAP's
+    10 speakers in its 5 sessions; the other voices are left out.
     """
     rows = _select(load_corpus_rows(corpus_folder), splits, "emotion")
     speakers = sorted({r["spk_id"] for r in rows}, key=lambda s: (len(s), s))
-    if not 2 <= num_sessions <= len(speakers):
-        raise ValueError(f"num_sessions must be in [2, {len(speakers)}] for {len(speakers)} speakers")
-    session_of = {s: str(1 + i * num_sessions // len(speakers)) for i, s in enumerate(speakers)}
+    if num_speakers % 2 or not 4 <= num_speakers <= len(speakers):
+        raise ValueError(f"num_speakers must be even and in [4, {len(speakers)}] (two per session, "
+                         f"two sessions at least) for {len(speakers)} speakers, got {num_speakers}")
+    number = {s: i + 1 for i, s in enumerate(speakers[:num_speakers])}
     items = [{"ID": r["ID"], "duration": r["duration"], "wav": r["wav"], "spk_id": r["spk_id"],
-              "session": session_of[r["spk_id"]], "emo": r["style"]} for r in rows]
+              "session": str((number[r["spk_id"]] + 1) // 2), "speaker": number[r["spk_id"]], "emo": r["style"]}
+             for r in rows if r["spk_id"] in number]
     write_csv(Path(save_folder) / "all.csv", EMOTION_COLUMNS, items)
-    return make_session_folds(items, save_folder, test_sessions, valid_ratio)
+    return make_speaker_folds(items, save_folder, test_speakers)

@@ -23,6 +23,10 @@ trial a line: ``label enrol test`` with label 1 (same speaker) or 0.
 * ``train_skipped.txt`` / ``test_skipped.txt``: files left out (unreadable, truncated,
   NaN / infinite samples), with the reason.
 
+``crop_manifest`` turns a manifest into MP3S's training layout: one entry per whole
+``seconds`` of each utterance (SpeechBrain's ``voxceleb_prepare`` chunks), each read as a
+random crop of the whole utterance (``audio_dataset(crop_seconds=...)``).
+
 The per-file checks (``manifest.check_audio_file``) run in parallel processes with a
 progress bar (153k files for VoxCeleb1). A folder prepared with the same options is not
 walked again: a re-run takes milliseconds.
@@ -33,7 +37,7 @@ import shutil
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
-from ..csv_files import write_csv
+from ..csv_files import read_csv, write_csv
 from .manifest import (
     already_prepared, check_audio_file, fmt_duration, map_files, record_options, split_every, write_skipped,
 )
@@ -79,6 +83,21 @@ def write_trial_list(trials: Iterable[Trial], path: Union[str, Path]) -> Path:
         for label, enrol, test in trials:
             fh.write(f"{int(label)} {enrol} {test}\n")
     return path
+
+
+def crop_manifest(csv_path: Union[str, Path], out_path: Union[str, Path], seconds: float) -> Path:
+    """Write ``out_path``: each row of ``csv_path`` repeated ``floor(duration / seconds)``
+    times (at least once), IDs ``<ID>@<i>``: an epoch then sees as many random crops of
+    ``seconds`` as the utterances hold, as MP3S's VoxCeleb training (one manifest row per
+    3 s chunk, each read as a random 3 s crop). Other columns are kept; returns out_path."""
+    if not seconds or seconds <= 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    rows = read_csv(csv_path, required=("ID", "duration"))
+    if not rows:
+        raise ValueError(f"Manifest {csv_path} holds no utterance")
+    out = [dict(row, ID=f"{row['ID']}@{i}") for row in rows
+           for i in range(max(1, int(float(row["duration"]) // seconds)))]
+    return write_csv(out_path, list(rows[0]), out)
 
 
 def _wav_roots(data_folder: Path) -> List[Path]:

@@ -3,10 +3,10 @@
 
 from .heads import (
     ECAPAHead,
-    EmbeddingClassifier,
     FrameBiLSTM,
     FrameContextNet,
     FrameLinear,
+    FrameMLP,
     PooledBiLSTM,
     PooledLinear,
     XvectorHead,
@@ -15,7 +15,7 @@ from .verification import compute_eer, compute_min_dcf, cosine_score, score_tria
 from .weighted_sum import WeightedLayerSum
 
 __all__ = [
-    "ECAPAHead", "EmbeddingClassifier", "FrameBiLSTM", "FrameContextNet", "FrameLinear",
+    "ECAPAHead", "FrameBiLSTM", "FrameContextNet", "FrameLinear", "FrameMLP",
     "PooledBiLSTM", "PooledLinear", "WeightedLayerSum", "XvectorHead", "compute_eer",
     "compute_min_dcf", "cosine_score", "score_trials",
 ]

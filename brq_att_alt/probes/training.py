@@ -7,21 +7,27 @@ what is here:
   then the experiment folder, refused if it holds a run of another configuration
   (``run_configuration``: encoder, pre-trained checkpoint, probe);
 * ``ProbeBrain``: a Brain whose ``encode`` runs the frozen encoder (no grad; optionally
-  cached) and the learned ``WeightedLayerSum``; only trainable parameters reach the
-  optimiser; batches with a non-finite loss or gradient are skipped and logged
-  (``brq_att_alt.training.FaultTolerantBrain``);
+  cached) and the learned ``WeightedLayerSum``; the MP3S training protocol: two optimisers,
+  the probe's and the layer weights', each with its own learning-rate schedule (NewBob on
+  a validation figure, or per epoch such as ``LinearScheduler``, or none); batches with a
+  non-finite loss or gradient are skipped and logged (``brq_att_alt.training.FaultTolerantBrain``);
 * ``train_classifier``: utterance classification (intent, emotion, and the speaker
   classification that trains verification embeddings) with ``ClassificationBrain``;
-* ``train_asr_probe``: CTC ASR over characters with ``CTCProbeBrain`` (the validation and
-  test reports of ``brq_att_alt.asr.CTCBrain``, shared with CTC fine-tuning);
+* ``train_asr_probe``: CTC ASR over characters or SentencePiece units with ``CTCProbeBrain``
+  (the validation and test reports of ``brq_att_alt.asr.CTCBrain``, shared with CTC fine-tuning);
 * ``write_metrics``: the run's final numbers in ``<output_folder>/mp3s_metrics.json``
   (``METRICS_FILE``, read by ``recipes/MP3S/run_all.py``).
 
 YAML keys every probe recipe has: ``probe_name`` (the one name of the probe), ``dataset``
 (``synthetic`` | ``real``), ``data_folder``, ``pretrained_path``, ``encoder``,
-``weighted_sum``, ``modules``, ``optimizer``, ``epoch_counter``, ``checkpointer``,
-``train_logger``, ``output_folder``, ``save_folder``, ``sample_rate``, ``max_duration``,
-``<split>_subset``, ``train_dataloader_opts``, ``test_dataloader_opts``.
+``weighted_sum``, ``modules``, ``probe_optimizer`` and ``weights_optimizer`` (optimiser
+classes taking the parameters), ``lr_annealing_probe`` and ``lr_annealing_weights``
+(a scheduler or null), ``annealing_metric`` (``loss`` or ``error_rate``: the validation
+figure NewBob watches), ``epoch_counter``, ``checkpointer``, ``train_logger``,
+``output_folder``, ``save_folder``, ``sample_rate``, ``max_duration`` (training utterances
+longer than this are left out), ``<split>_subset``, ``train_dataloader_opts``,
+``valid_dataloader_opts``, ``test_dataloader_opts``; optional ``crop_seconds`` (training and
+validation utterances read as random crops of that length, as MP3S's VoxCeleb recipes).
 """
 
 import json
@@ -33,11 +39,13 @@ import speechbrain as sb
 import torch
 import torch.nn.functional as F
 
+from speechbrain.nnet.schedulers import NewBobScheduler, update_learning_rate
+
 from ..asr import CTCBrain, decoding_lm
 from ..data.datasets import audio_dataset
 from ..hparams import load_hparams
 from ..ngram import read_transcripts
-from ..text import DEFAULT_CHARS, CharTokenizer
+from ..text import DEFAULT_CHARS, CharTokenizer, SentencePieceTokenizer, load_tokenizer
 from ..training import FaultTolerantBrain, module_summary, start_experiment
 
 logger = logging.getLogger(__name__)
@@ -77,10 +85,18 @@ def start_probe_experiment(argv=None) -> Tuple[str, object, object, dict]:
 
 # ------------------------------------------------------------------ data
 def probe_dataset(hparams, csv_path, split: Optional[str] = None):
-    """``audio_dataset`` of a manifest with the YAML's ``sample_rate``, ``max_duration`` and
-    ``<split>_subset``, sorted by duration."""
+    """``audio_dataset`` of a manifest with the YAML's ``sample_rate`` and ``<split>_subset``,
+    sorted by duration; the ``train`` split without the utterances longer than
+    ``max_duration`` (MP3S filters the training set only), ``train`` and ``valid`` read as
+    random crops of ``crop_seconds`` when that is set."""
     subset = hparams.get(f"{split}_subset") if split else None
-    return audio_dataset(csv_path, hparams["sample_rate"], max_duration=hparams.get("max_duration"), subset=subset)
+    crop = hparams.get("crop_seconds") if split in ("train", "valid") else None
+    if crop and hparams.get("cache_hidden", False):
+        raise ValueError("cache_hidden keeps the first pass's hidden states, but crop_seconds draws a new random "
+                         "crop every epoch: set cache_hidden: False (or crop_seconds: null)")
+    max_duration = hparams.get("max_duration") if split == "train" else None
+    return audio_dataset(csv_path, hparams["sample_rate"], max_duration=max_duration, subset=subset,
+                         crop_seconds=crop)
 
 
 def label_pipeline(data_list, key: str, encoder, save_path):
@@ -136,19 +152,53 @@ class ProbeBrain(FaultTolerantBrain):
         return self._cache
 
     def init_optimizers(self):
-        """The optimiser sees only trainable parameters (the frozen encoder has none)."""
-        if self.opt_class is not None:
-            params = [p for p in self.modules.parameters() if p.requires_grad]
-            self.optimizer = self.opt_class(params)
-            self.optimizers_dict = {"opt_class": self.optimizer}
-            if self.checkpointer is not None:
-                self.checkpointer.add_recoverable("optimizer", self.optimizer)
+        """MP3S's two optimisers: ``probe_optimizer`` over the probe's (and classifier's)
+        trainable parameters, ``weights_optimizer`` over the layer weights (the frozen
+        encoder has none). Both, and their NewBob schedulers, are checkpointed."""
+        weights = [p for p in self.modules.weighted_sum.parameters() if p.requires_grad]
+        taken = {id(p) for p in weights}
+        probe = [p for p in self.modules.parameters() if p.requires_grad and id(p) not in taken]
+        if not probe:
+            raise ValueError("The probe has no trainable parameter: check the YAML's modules")
+        self.probe_optimizer = self.hparams.probe_optimizer(probe)
+        self.weights_optimizer = self.hparams.weights_optimizer(weights)
+        self.optimizers_dict = {"probe_optimizer": self.probe_optimizer, "weights_optimizer": self.weights_optimizer}
+        if self.checkpointer is not None:
+            for name, optimizer in self.optimizers_dict.items():
+                self.checkpointer.add_recoverable(name, optimizer)
+            for part, scheduler in self.schedulers().items():
+                if isinstance(scheduler, NewBobScheduler):  # per-epoch schedulers have no state
+                    self.checkpointer.add_recoverable(f"{part}_scheduler", scheduler)
 
-    def log_epoch(self, stage_stats, epoch, valid_stats):
-        lr = self.optimizer.param_groups[0]["lr"]
+    def schedulers(self) -> Dict[str, object]:
+        """{"probe": the YAML's ``lr_annealing_probe``, "weights": ``lr_annealing_weights``} (None: constant)."""
+        return {part: getattr(self.hparams, f"lr_annealing_{part}", None) for part in ("probe", "weights")}
+
+    def anneal(self, valid_stats: Dict[str, float], epoch: int) -> Dict[str, float]:
+        """End of an epoch's validation: each optimiser's scheduler gives its next learning
+        rate (a ``NewBobScheduler`` from the validation ``annealing_metric``, another scheduler,
+        e.g. ``LinearScheduler``, from the epoch; None keeps it). Returns the learning rates
+        the epoch was trained with, ``{"lr_probe": ..., "lr_weights": ...}``."""
+        metric_name = self.hparams.annealing_metric
+        if metric_name not in valid_stats:
+            raise ValueError(f"annealing_metric {metric_name!r} is not a validation figure of this probe "
+                             f"({sorted(valid_stats)})")
+        used = {}
+        for part, scheduler in self.schedulers().items():
+            optimizer = getattr(self, f"{part}_optimizer")
+            old = new = optimizer.param_groups[0]["lr"]
+            if isinstance(scheduler, NewBobScheduler):
+                old, new = scheduler(valid_stats[metric_name])
+            elif scheduler is not None:
+                old, new = scheduler(epoch)
+            update_learning_rate(optimizer, new)
+            used[f"lr_{part}"] = old
+        return used
+
+    def log_epoch(self, stage_stats, epoch, valid_stats, lrs: Dict[str, float]):
         weights = [round(w, 4) for w in self.modules.weighted_sum.normalized_weights().tolist()]
         self.hparams.train_logger.log_stats(
-            stats_meta={"epoch": epoch, "lr": lr, "layer_weights": weights},
+            stats_meta={"epoch": epoch, **lrs, "layer_weights": weights},
             train_stats=stage_stats, valid_stats=valid_stats,
         )
 
@@ -157,8 +207,12 @@ class ClassificationBrain(ProbeBrain):
     """Utterance classification: ``probe(x, lens)`` -> logits (or embeddings -> ``classifier``).
 
     YAML keys used: ``label_encoder`` (CategoricalEncoder, output key ``label``),
-    optional module ``classifier`` (after an embedding probe), optional ``loss``
-    (callable(logits (B,1,C), targets (B,1), lens) e.g. AAM-softmax; default CE).
+    optional module ``classifier`` (after an embedding probe: SpeechBrain's
+    ``Xvector.Classifier``, which gives log-probabilities, or ``ECAPA_TDNN.Classifier``, which
+    gives cosines), optional ``loss`` (callable(logits (B,1,C), targets (B,1)) e.g.
+    AAM-softmax; default cross-entropy of the logits, i.e. the NLL of log-probabilities).
+    Validation figures: ``loss``, ``acc`` and ``error_rate`` (1 - acc, what NewBob watches
+    in MP3S's classification recipes); the best checkpoint has the highest ``acc``.
     """
 
     def compute_forward(self, batch, stage):
@@ -167,7 +221,7 @@ class ClassificationBrain(ProbeBrain):
         out = self.modules.probe(feats, lens)
         if "classifier" in self.modules:
             out = self.modules.classifier(out)
-        return out
+        return out.squeeze(1) if out.dim() == 3 else out  # SpeechBrain's classifiers: (B, 1, C)
 
     def compute_objectives(self, logits, batch, stage):
         targets = batch.label_encoded.data.view(-1)
@@ -188,10 +242,11 @@ class ClassificationBrain(ProbeBrain):
         stats = {"loss": stage_loss}
         if stage != sb.Stage.TRAIN:
             stats["acc"] = self.correct / max(self.total, 1)
+            stats["error_rate"] = 1.0 - stats["acc"]
         if stage == sb.Stage.TRAIN:
             self.train_stats = {**stats, **self.skip_stats()}
         elif stage == sb.Stage.VALID:
-            self.log_epoch(self.train_stats, epoch, stats)
+            self.log_epoch(self.train_stats, epoch, stats, self.anneal(stats, epoch))
             self.checkpointer.save_and_keep_only(meta={"acc": stats["acc"]}, max_keys=["acc"])
         else:
             self.hparams.train_logger.log_stats(
@@ -223,11 +278,11 @@ def train_classifier(hparams, run_opts, paths: Mapping[str, str], label_key: str
     label_pipeline(list(data.values()), label_key, hparams["label_encoder"],
                    Path(hparams["save_folder"]) / "label_encoder.txt")
     sb.dataio.dataset.set_output_keys(list(data.values()), ["id", "sig", "label_encoded"])
-    brain = ClassificationBrain(modules=hparams["modules"], opt_class=hparams["optimizer"], hparams=hparams,
-                                run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain = ClassificationBrain(modules=hparams["modules"], hparams=hparams, run_opts=run_opts,
+                                checkpointer=hparams["checkpointer"])
     brain.fit(brain.hparams.epoch_counter, data["train"], data["valid"],
               train_loader_kwargs=hparams["train_dataloader_opts"],
-              valid_loader_kwargs=hparams["test_dataloader_opts"])
+              valid_loader_kwargs=hparams["valid_dataloader_opts"])
     if not test:
         return brain, None
     brain.evaluate(data["test"], max_key="acc", test_loader_kwargs=hparams["test_dataloader_opts"])
@@ -236,7 +291,8 @@ def train_classifier(hparams, run_opts, paths: Mapping[str, str], label_key: str
 
 # ------------------------------------------------------------------ ASR probes
 class CTCProbeBrain(CTCBrain, ProbeBrain):
-    """probe(x, lens) -> (B, T', vocab) logits; CTC over characters; best checkpoint = lowest WER."""
+    """probe(x, lens) -> (B, T', vocab) logits; CTC; best checkpoint = lowest validation WER.
+    Validation figures: ``loss`` (what NewBob watches in MP3S's ASR recipes) and ``WER``."""
 
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
@@ -244,16 +300,28 @@ class CTCProbeBrain(CTCBrain, ProbeBrain):
         return torch.log_softmax(self.modules.probe(feats, lens), dim=-1), lens
 
     def end_of_validation(self, stats, epoch):
-        self.log_epoch(self.train_stats, epoch, stats)
+        self.log_epoch(self.train_stats, epoch, stats, self.anneal(stats, epoch))
         self.checkpointer.save_and_keep_only(meta={"WER": stats["WER"]}, min_keys=["WER"])
 
 
-def probe_tokenizer(hparams, train_csv) -> CharTokenizer:
-    """LibriSpeech characters (``char_set: english``), or (``from_data``) the symbols of the
-    training transcripts; saved once in ``<save_folder>/tokenizer.json`` and read back after."""
+def probe_tokenizer(hparams, train_csv):
+    """The CTC vocabulary of ``token_type`` (default ``char``): characters, LibriSpeech's
+    (``char_set: english``) or (``from_data``) the symbols of the training transcripts; or
+    ``bpe`` (MP3S Common Voice): a SentencePiece BPE model of ``output_neurons`` units with
+    ``character_coverage``, trained on the training transcripts (``SentencePieceTokenizer``).
+    Made once, saved in ``<save_folder>/tokenizer.json`` and read back after."""
     path = Path(hparams["save_folder"]) / "tokenizer.json"
     if path.is_file():
-        return CharTokenizer.load(path)
+        return load_tokenizer(path)
+    token_type = hparams.get("token_type", "char")
+    if token_type == "bpe":
+        tokenizer = SentencePieceTokenizer.train(train_csv, Path(hparams["save_folder"]) / "tokenizer",
+                                                 vocab_size=hparams["output_neurons"], model_type="bpe",
+                                                 character_coverage=hparams["character_coverage"])
+        tokenizer.save(path)
+        return tokenizer
+    if token_type != "char":
+        raise ValueError(f"token_type must be 'char' or 'bpe', got {token_type!r}")
     if hparams["char_set"] == "from_data":
         chars = sorted({c for t in read_transcripts(train_csv) for c in t.upper() if not c.isspace()})
     elif hparams["char_set"] == "english":
@@ -268,9 +336,10 @@ def probe_tokenizer(hparams, train_csv) -> CharTokenizer:
 
 def train_asr_probe(hparams, run_opts, paths) -> Tuple[Dict[str, dict], dict]:
     """Train the CTC probe (``probe_class`` built for the vocabulary), decode every test set
-    (greedy; with the LM of ``decoding_lm`` too). ``paths``: {"train": csv, "valid": csv,
-    "test": {name: csv}}. Returns the ``metrics`` ({"WER <test> [+LM]": ...}) and ``extra``
-    (LM used, vocabulary) arguments of ``write_metrics``."""
+    (greedy; a CTC beam search without LM with ``test_beam_search``; with the LM of
+    ``decoding_lm`` too). ``paths``: {"train": csv, "valid": csv, "test": {name: csv}}.
+    Returns the ``metrics`` ({"WER <test>", "WER <test> beam", "WER <test> +LM": ...}) and
+    ``extra`` (LM used, vocabulary) arguments of ``write_metrics``."""
     tokenizer = probe_tokenizer(hparams, paths["train"])
     hparams["tokenizer"] = tokenizer
     hparams["lm_path"] = decoding_lm(hparams["lm_path"], hparams["build_lm"], paths["train"],
@@ -291,16 +360,16 @@ def train_asr_probe(hparams, run_opts, paths) -> Tuple[Dict[str, dict], dict]:
     every = [train, valid, *tests.values()]
     sb.dataio.dataset.add_dynamic_item(every, text_pipeline)
     sb.dataio.dataset.set_output_keys(every, ["id", "sig", "wrd", "tokens"])
-    brain = CTCProbeBrain(modules=hparams["modules"], opt_class=hparams["optimizer"], hparams=hparams,
-                          run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain = CTCProbeBrain(modules=hparams["modules"], hparams=hparams, run_opts=run_opts,
+                          checkpointer=hparams["checkpointer"])
     brain.fit(brain.hparams.epoch_counter, train, valid, train_loader_kwargs=hparams["train_dataloader_opts"],
-              valid_loader_kwargs=hparams["test_dataloader_opts"])
+              valid_loader_kwargs=hparams["valid_dataloader_opts"])
     for name, data in tests.items():
         brain.test_name = name
         brain.evaluate(data, min_key="WER", test_loader_kwargs=hparams["test_dataloader_opts"])
     metrics = {}
     for name, results in brain.test_results.items():
-        for decoding, suffix in (("greedy", ""), ("lm", " +LM")):
+        for decoding, suffix in (("greedy", ""), ("beam", " beam"), ("lm", " +LM")):
             if decoding in results:
                 r = results[decoding]
                 metrics[f"WER {name}{suffix}"] = {"value": r["wer"], "direction": "lower", "unit": "%",

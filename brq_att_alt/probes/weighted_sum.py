@@ -2,9 +2,12 @@
 
 The frozen encoder gives ``L`` hidden states (front end + every layer); the
 downstream probe sees ``sum_l softmax(w)_l * h_l`` where ``w`` (L,) is the only
-trainable parameter on the encoder side. Optionally every hidden state is
-layer-normalised first (no affine parameters), as SpeechBrain's
-``WeightedSSLModel`` does, so that layers of different scale mix fairly.
+trainable parameter on the encoder side. The weights start at zero (a uniform average).
+
+MP3S and the papers' runs mix the raw hidden states: SpeechBrain's ``WeightedSSLModel``
+(``layernorm=False`` by default) and the authors' ``WeightedEncoderWrapper`` apply no
+normalisation, and neither does this module by default. ``layer_norm=True`` (an option,
+not the protocol) layer-normalises every hidden state first (no affine parameters).
 """
 
 from typing import Sequence, Union
@@ -21,7 +24,8 @@ class WeightedLayerSum(nn.Module):
     ---------
     num_hidden_states: how many hidden states the encoder returns
         (``PretrainedEncoder.num_hidden_states``).
-    layer_norm: layer-normalise each hidden state (last dim) before mixing.
+    layer_norm: layer-normalise each hidden state (last dim) before mixing (default
+        False, as MP3S).
 
     ``forward(hidden)``: a list of ``num_hidden_states`` tensors (B, T, d) or a stacked
     (num_hidden_states, B, T, d) tensor -> (B, T, d).

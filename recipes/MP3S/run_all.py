@@ -66,21 +66,23 @@ TASK_NAMES = {
 
 # --tiny: what every recipe and each (task, probe_name) gets; the tests use this table too
 TINY_COMMON = {"number_of_epochs": 3, "train_subset": 64, "valid_subset": 16, "cache_hidden": True,
-               "batch_size": 8}
+               "batch_size": 8, "test_batch_size": 8}
+TINY_ECAPA = {"ecapa_channels": "[64,64,64,64,192]", "ecapa_attention_channels": 16, "ecapa_se_channels": 16,
+              "emb_dim": 32}
 TINY = {
     ("LibriSpeech_ASR", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 24, "beam_size": 8, "lm_order": 3},
-    ("LibriSpeech_ASR", "ContextNet"): {"contextnet_blocks": 2, "contextnet_channels": 64, "contextnet_out": 64,
+    ("LibriSpeech_ASR", "ContextNet"): {"contextnet_blocks": 2, "contextnet_channels": "[64,64]", "contextnet_out": 64,
                                         "contextnet_layers": 2, "test_subset": 24, "beam_size": 8, "lm_order": 3},
-    ("CommonVoice_ASR", "linear"): {"test_subset": 24},
-    ("CommonVoice_ASR", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 24},
-    ("VoxCeleb1_SV", "Xvector"): {"xvector_channels": "[64,64,64,64,128]", "emb_dim": 32, "train_subset": 108},
-    ("VoxCeleb1_SV", "ECAPA"): {"ecapa_channels": "[64,64,64,64,192]", "ecapa_attention_channels": 16,
-                                "ecapa_se_channels": 16, "emb_dim": 32, "train_subset": 108},
+    ("CommonVoice_ASR", "linear"): {"dnn_neurons": 64, "test_subset": 24, "beam_size": 8},
+    ("CommonVoice_ASR", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 24, "beam_size": 8},
+    # random 3 s crops: a new crop every epoch, so no hidden-state cache
+    ("VoxCeleb1_SV", "Xvector"): {"xvector_channels": "[64,64,64,64,128]", "emb_dim": 32, "classifier_neurons": 32,
+                                  "train_subset": 108, "cache_hidden": False},
+    ("VoxCeleb1_SV", "ECAPA"): {**TINY_ECAPA, "train_subset": 108, "cache_hidden": False},
     ("SLURP_IC", "linear"): {"test_subset": 48},
     ("SLURP_IC", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 48},
     ("IEMOCAP_ER", "linear"): {"folds": "[1]", "test_subset": 48},
-    ("IEMOCAP_ER", "ECAPA"): {"folds": "[1]", "test_subset": 48, "ecapa_channels": "[64,64,64,64,192]",
-                              "ecapa_attention_channels": 16, "ecapa_se_channels": 16, "emb_dim": 32},
+    ("IEMOCAP_ER", "ECAPA"): {**TINY_ECAPA, "folds": "[1]", "test_subset": 48},
 }
 
 

@@ -3,15 +3,15 @@
 
 Usage::
 
-    python recipes/finetune_ctc/train.py recipes/finetune_ctc/hparams/finetune_ctc.yaml \\
-        --pretrained_path results/brq_mhsa_tiny/1000            # synthetic corpus, CPU
-    python recipes/finetune_ctc/train.py recipes/finetune_ctc/hparams/finetune_ctc.yaml \\
-        --pretrained_path PRETRAIN_OUT --data_folder /data/LibriSpeech --lm_path 4-gram.arpa
+    python recipes/finetune_ctc/train.py recipes/finetune_ctc/hparams/finetune_ctc_tiny.yaml \\
+        --pretrained_path results/brq_mhsa_tiny/1000            # tiny CPU setting, synthetic corpus
+    python recipes/finetune_ctc/train.py recipes/finetune_ctc/hparams/finetune_ctc_librispeech.yaml \\
+        --pretrained_path PRETRAIN_OUT --data_folder /data/LibriSpeech --lm_path 4-gram.arpa  # the paper's
 
-The whole encoder is fine-tuned with its own (lower) learning rate; a 3-layer MLP head
-maps its output to characters; CTC loss. Waveform augmentation (speed perturbation,
-frequency and chunk dropping). Validation: greedy WER (drives NewBob and keeps the best
-checkpoint). Test (each of ``test_splits``): greedy and n-gram LM beam-search decoding
+The whole encoder is fine-tuned with its own (lower) learning rate; an MLP head maps its
+output to characters; CTC loss. Waveform augmentation (speed perturbation, frequency and
+chunk dropping). Validation: greedy WER (keeps the best checkpoint) and loss (drives NewBob
+by default). Test (each of ``test_splits``): greedy and n-gram LM beam-search decoding
 (``brq_att_alt.asr.CTCBrain``, shared with the MP3S ASR probes):
 ``<output_folder>/wer_<split>.txt`` holds both WERs with their bootstrap confidence
 intervals and the per-utterance alignments, ``hyp_<split>_{greedy,lm}.txt`` the

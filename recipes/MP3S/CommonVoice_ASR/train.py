@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""MP3S Common Voice 11 low-resource ASR (Welsh ``cy`` / Basque ``eu``, CTC over the
-characters of the training transcripts) on a frozen BEST-RQ encoder.
+"""MP3S Common Voice 11 low-resource ASR (Welsh ``cy`` / Basque ``eu``) on a frozen BEST-RQ
+encoder: CTC over a 100-unit SentencePiece BPE vocabulary trained on the training
+transcripts, training utterances over 10 s left out, as MP3S.
 
     python recipes/MP3S/CommonVoice_ASR/linear/train.py recipes/MP3S/CommonVoice_ASR/linear/hparams/linear.yaml \\
         --pretrained_path results/brq_mhsa_tiny/1000
 
 Every ``<probe>/train.py`` is a link to this file; the probe is the YAML's: ``linear`` or
-``BiLSTM``, trained by ``brq_att_alt.probes.training.train_asr_probe``. Metric: test WER
-(no LM; an LM is used only when ``lm_path`` is given or ``build_lm`` is set).
+``BiLSTM``, trained by ``brq_att_alt.probes.training.train_asr_probe``. Metrics: test WER
+with MP3S's CTC beam search without LM (``WER test beam``, beam 143: the MP3S figure) and
+greedy (``WER test``); an n-gram LM only when ``lm_path`` is given or ``build_lm`` is set.
 
 Data (``dataset`` in the YAML):
 * ``real``: ``data_folder`` is the language folder of the release (train.tsv,
@@ -34,8 +36,7 @@ def prepare(hparams):
         corpus = ensure_synthetic_corpus(hparams["data_folder"], hparams["synthetic_corpus_options"])
         csvs = prepare_synthetic_asr(corpus, save, hparams["synthetic_splits"])
     else:
-        csvs = prepare_commonvoice(hparams["data_folder"], save, language=hparams["language"],
-                                   max_duration=hparams.get("max_duration"))
+        csvs = prepare_commonvoice(hparams["data_folder"], save, language=hparams["language"])
         csvs["valid"] = csvs.pop("dev")
     return {"train": csvs["train"], "valid": csvs["valid"], "test": {"test": csvs["test"]}}
 

@@ -5,15 +5,17 @@
         --pretrained_path results/brq_mhsa_tiny/1000
 
 Every ``<probe>/train.py`` is a link to this file; the probe is the YAML's: ``linear``
-(mean pooling + linear) or ``ECAPA`` (ECAPA-TDNN + linear). Metric: accuracy,
-leave-one-session-out: one probe per fold in ``folds`` (test session k, the other sessions
-train / validate, each fold in ``fold_<k>/``); the reported accuracy is the mean over the
-folds (each fold's number is kept in the metrics JSON).
+(mean pooling + linear) or ``ECAPA`` (ECAPA-TDNN + its cosine classifier). Metric:
+accuracy, MP3S's 10-fold leave-one-speaker-out: this script runs one probe per test
+speaker in ``folds`` (default 1..10; the other speaker of the test speaker's session
+validates, the 8 others train; each fold in ``fold_<k>/``, resumable), then reports the
+mean over the folds with their spread (sample standard deviation, minimum, maximum) and
+every fold's accuracy in the metrics JSON.
 
 Data (``dataset`` in the YAML):
-* ``real``: ``data_folder`` is ``IEMOCAP_full_release`` (5 sessions);
-* ``synthetic``: the synthetic corpus; emotion = prosody style, sessions =
-  ``num_sessions`` groups of speakers.
+* ``real``: ``data_folder`` is ``IEMOCAP_full_release`` (5 sessions, 10 speakers);
+* ``synthetic``: the synthetic corpus; emotion = prosody style, the first
+  ``num_speakers`` voices play IEMOCAP's speakers (two per session).
 """
 
 import statistics
@@ -31,15 +33,23 @@ TASK = "IEMOCAP_ER"
 
 
 def prepare(hparams):
-    """All folds' manifests; returns {session: {"train", "valid", "test": csv path}}."""
+    """The folds' manifests; returns {test speaker: {"train", "valid", "test": csv path}}."""
     save = hparams["manifest_folder"]
-    folds = [str(k) for k in hparams["folds"]]
+    folds = [int(k) for k in hparams["folds"]]
     if hparams["dataset"] == "synthetic":
         corpus = ensure_synthetic_corpus(hparams["data_folder"], hparams["synthetic_corpus_options"])
         return prepare_synthetic_emotion(corpus, save, hparams["synthetic_splits"],
-                                         num_sessions=hparams["num_sessions"], test_sessions=folds,
-                                         valid_ratio=hparams["valid_ratio"])
-    return prepare_iemocap(hparams["data_folder"], save, test_sessions=folds, valid_ratio=hparams["valid_ratio"])
+                                         num_speakers=hparams["num_speakers"], test_speakers=folds)
+    return prepare_iemocap(hparams["data_folder"], save, test_speakers=folds)
+
+
+def fold_summary(per_fold: dict) -> dict:
+    """{fold: accuracy %} -> the accuracy metric: mean over the folds, with ``std`` (sample
+    standard deviation; 0 for one fold), ``min``, ``max`` and ``folds`` (how many)."""
+    values = list(per_fold.values())
+    return {"value": statistics.mean(values), "direction": "higher", "unit": "%",
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "folds": len(values)}
 
 
 def main(argv=None):
@@ -49,12 +59,11 @@ def main(argv=None):
     base = yaml.safe_load(overrides) if isinstance(overrides, str) and overrides.strip() else dict(overrides or {})
     per_fold = {}
     for k, paths in folds.items():  # a fresh probe (and weighted sum) per fold
-        fold_hparams = load_hparams_file(hparams_file, dict(base, test_session=int(k)))
+        fold_hparams = load_hparams_file(hparams_file, dict(base, test_speaker=int(k)))
         _, accuracy = train_classifier(fold_hparams, run_opts, paths, "emo")
         per_fold[k] = 100.0 * accuracy
     hparams["weighted_sum"] = fold_hparams["weighted_sum"]  # last fold's layer weights in the JSON
-    write_metrics(hparams, TASK, {"accuracy": {"value": statistics.mean(per_fold.values()), "direction": "higher",
-                                               "unit": "%"}}, extra={"fold_accuracy": per_fold})
+    write_metrics(hparams, TASK, {"accuracy": fold_summary(per_fold)}, extra={"fold_accuracy": per_fold})
     return per_fold
 
 

@@ -6,9 +6,11 @@
 
 Every ``<probe>/train.py`` is a link to this file; the probe is the YAML's: ``Xvector`` or
 ``ECAPA`` (SpeechBrain's lobes) produce speaker embeddings, trained as a speaker
-classifier (AAM-softmax on a cosine classifier) on the training speakers; the embeddings
-of the test utterances are cosine-scored on the trial list (VoxCeleb format
-``label enrol test``). Metrics: EER (%) and, beside it, minDCF (p_target 0.01,
+classifier on the training speakers as MP3S and the papers' runs did (X-vector:
+SpeechBrain's ``Xvector.Classifier`` + NLL; ECAPA: ``ECAPA_TDNN.Classifier`` + AAM-softmax),
+on random ``crop_seconds`` (3 s) crops, one per whole 3 s of each utterance and epoch; the
+embeddings of the whole test utterances are cosine-scored on the trial list (VoxCeleb
+format ``label enrol test``). Metrics: EER (%) and, beside it, minDCF (p_target 0.01,
 C_miss = C_fa = 1, as SpeechBrain's VoxCeleb recipes); both lower is better, see
 ``brq_att_alt.probes.verification``.
 
@@ -22,7 +24,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from brq_att_alt.data.synthetic import ensure_synthetic_corpus
 from brq_att_alt.data.synthetic_tasks import prepare_synthetic_verification
-from brq_att_alt.data.voxceleb import prepare_voxceleb1, read_trial_list
+from brq_att_alt.data.voxceleb import crop_manifest, prepare_voxceleb1, read_trial_list
 from brq_att_alt.probes.training import probe_dataset, start_probe_experiment, train_classifier, write_metrics
 from brq_att_alt.probes.verification import compute_eer, compute_min_dcf, score_trials
 
@@ -30,12 +32,19 @@ TASK = "VoxCeleb1_SV"
 
 
 def prepare(hparams):
-    """Manifests and trial list; returns {"train", "valid", "test", "trials": path}."""
+    """Manifests and trial list; returns {"train", "valid", "test", "trials": path}; with
+    ``crop_seconds``, train and valid are the ``crop_manifest`` of the prepared ones."""
     save = hparams["manifest_folder"]
     if hparams["dataset"] == "synthetic":
         corpus = ensure_synthetic_corpus(hparams["data_folder"], hparams["synthetic_corpus_options"])
-        return prepare_synthetic_verification(corpus, save, **hparams["synthetic_options"])
-    return prepare_voxceleb1(hparams["data_folder"], save, trial_list=hparams.get("trial_list"))
+        paths = prepare_synthetic_verification(corpus, save, **hparams["synthetic_options"])
+    else:
+        paths = prepare_voxceleb1(hparams["data_folder"], save, trial_list=hparams.get("trial_list"),
+                                  valid_ratio=hparams["valid_ratio"])
+    if hparams.get("crop_seconds"):
+        for split in ("train", "valid"):
+            paths[split] = str(crop_manifest(paths[split], f"{save}/{split}_crops.csv", hparams["crop_seconds"]))
+    return paths
 
 
 def main(argv=None):
@@ -57,7 +66,7 @@ def main(argv=None):
                    "minDCF": {"value": min_dcf, "direction": "lower", "unit": "",
                               "p_target": 0.01, "c_miss": 1.0, "c_fa": 1.0}},
                   extra={"threshold": threshold, "min_dcf_threshold": dcf_threshold, "num_trials": len(trials)})
-    return eer
+    return brain
 
 
 if __name__ == "__main__":
