@@ -104,4 +104,6 @@ def test_fine_tuning_and_probes_log_loss_and_learning_rates(tiny_corpus, tiny_pr
                  "--synthetic_splits={train: [train-clean-100], valid: [dev-clean], test: [test-clean]}",
                  "--log_interval_steps=1")
     steps = STEP_LINE.findall((probe_out / "train_log.txt").read_text())
-    assert steps and {s[2] for s in steps} == {"lr"}
+    assert steps and {s[2] for s in steps} == {"lr_probe"}  # MP3S: probe and layer-weight optimizers
+    assert all(re.search(r"lr_weights: ", line) for line in (probe_out / "train_log.txt").read_text().splitlines()
+               if line.startswith("step:"))
