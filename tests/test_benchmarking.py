@@ -490,6 +490,23 @@ def test_interleaved_benchmark_writes_its_files(tmp_path):
     assert "share of the matmul-bound time" in result["markdown"] and "audio s / s" in result["markdown"]
 
 
+def test_profiling_op_classes_and_parts():
+    from brq_att_alt.benchmarking import profiling
+    from brq_att_alt.model import BestRQModel
+
+    cases = {"aten::addmm": "matmul", "aten::bmm": "matmul", "aten::_slow_conv2d_forward": "convolution",
+             "aten::native_layer_norm": "normalisation", "aten::silu_": "activation", "aten::copy_": "copy / layout",
+             "aten::exp_": "element-wise", "aten::addcmul_": "element-wise", "aten::cumprod": "reduction",
+             "aten::_softmax": "softmax", "aten::frobnicate": "other"}
+    assert {k: profiling.op_category(k) for k in cases} == cases
+    torch.manual_seed(0)
+    model = BestRQModel("mamba", **TINY, codebook_size=16).eval()
+    parts = profiling.part_times(model, torch.randn(1, 40, 80))
+    assert parts["mixer"] > 0 and parts["  of the mixer: Mamba selective scan"] > 0
+    named = [v for k, v in parts.items() if k not in ("total", "  of the mixer: Mamba selective scan")]
+    assert sum(named) == pytest.approx(parts["total"])  # the rests close the account
+
+
 # --------------------------------------------------------------------------- options and the script
 
 
