@@ -128,6 +128,9 @@ def parse_args(argv=None):
                    help="time the encoders in turn in this process, --rounds times per length, with FLOPs, the "
                         "achieved FLOP rate, the machine's matmul rate in the same run and the share of the "
                         "matmul-bound time (no memory, no figure); also for --train-throughput")
+    p.add_argument("--compile-scan", action="store_true", default=None,
+                   help="run the Mamba scan's steps through torch.compile (needs a C++ compiler; compiles for "
+                        "seconds on first use; falls back to the eager scan with a warning)")
     p.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds (default {DEFAULTS.rounds})")
     p.add_argument("--statistic", default=None, choices=list(bm.STATISTICS),
                    help=f"interleaved: best (minimum) or median of the rounds (default {DEFAULTS.statistic})")

@@ -3,7 +3,9 @@
 A configuration is a ``spec`` dict: model (BestRQModel arguments), seconds, batch_size,
 runs, warmup, device, dtype ("fp32" / "fp16" / "bf16": autocast, fp32 weights),
 time_limit (seconds per call or None), seed, padding_mask (pass an all-valid mask
-instead of None), threads (CPU threads, None = torch's default). A task measures it:
+instead of None), threads (CPU threads, None = torch's default), compile_scan (run the
+Mamba scan's steps through torch.compile, ``mixers.mamba.use_compiled_scan``). A task
+measures it:
 
 * ``inference``: ``model.encode`` (conv front end + Conformer) in eval mode under
   ``torch.inference_mode()``; a warm-up forward on 1 s of audio and ``warmup`` forwards
@@ -233,6 +235,14 @@ def _no_progress(msg: str):
     pass
 
 
+def _scan_option(spec: dict):
+    """``spec["compile_scan"]``: the compiled Mamba scan on (else left as the environment says)."""
+    if spec.get("compile_scan"):
+        from ..mixers.mamba import use_compiled_scan
+
+        use_compiled_scan(True)
+
+
 def prepare_inference(spec: dict) -> Callable[[], torch.Tensor]:
     """Build ``spec``'s model (eval mode) and input; return the forward to time.
 
@@ -241,6 +251,7 @@ def prepare_inference(spec: dict) -> Callable[[], torch.Tensor]:
     initialisations: thread pools, kernels).
     """
     device, dtype = torch.device(spec["device"]), DTYPES[spec["dtype"]]
+    _scan_option(spec)
     torch.manual_seed(spec.get("seed", 0))
     model = build_model(spec["model"]).to(device).eval()
     B, T = spec["batch_size"], num_frames(spec["seconds"])
@@ -270,6 +281,7 @@ def prepare_train_step(spec: dict) -> Callable[[], None]:
     from ..masking import apply_span_mask, encoder_frame_mask
 
     device, dtype = torch.device(spec["device"]), DTYPES[spec["dtype"]]
+    _scan_option(spec)
     torch.manual_seed(spec.get("seed", 0))
     gen = torch.Generator().manual_seed(spec.get("seed", 0))
     model = build_model(spec["model"]).to(device).train()

@@ -74,6 +74,7 @@ class BenchmarkOptions:
     interleaved: bool = False  # time the encoders in turn in this process (see the module doc)
     rounds: int = 3  # interleaved: rounds per length
     statistic: str = "best"  # interleaved: "best" (minimum) or "median" of the rounds
+    compile_scan: bool = False  # Mamba's scan steps through torch.compile (mixers.mamba.use_compiled_scan)
 
 
 def make_options(quick: bool = False, **given) -> BenchmarkOptions:
@@ -135,7 +136,7 @@ def run_benchmark(opts: BenchmarkOptions, log: Callable[[str], None] = print) ->
     base_label = next((e.label for e in encoders if e.key == baseline), "baseline")
     settings = dict(batch_size=opts.batch_size, runs=opts.runs, warmup=opts.warmup, device=str(device),
                     dtype=opts.dtype, time_limit=opts.time_limit or None, seed=opts.seed,
-                    padding_mask=opts.padding_mask, threads=opts.threads)
+                    padding_mask=opts.padding_mask, threads=opts.threads, compile_scan=opts.compile_scan)
     conf = f"{opts.confidence:.0%}"
 
     machine = machine_info(device)
@@ -209,7 +210,7 @@ def run_interleaved_benchmark(opts: BenchmarkOptions, device: torch.device, log:
     base_label = next((e.label for e in encoders if e.key == baseline), "baseline")
     settings = dict(batch_size=opts.batch_size, warmup=opts.warmup, device=str(device), dtype=opts.dtype,
                     time_limit=opts.time_limit or None, seed=opts.seed, padding_mask=opts.padding_mask,
-                    threads=opts.threads)
+                    threads=opts.threads, compile_scan=opts.compile_scan)
     machine = machine_info(device)
     log(f"# {machine_label(machine)} | interleaved, {opts.rounds} rounds, {opts.statistic} of rounds")
     for e in encoders:
@@ -274,11 +275,12 @@ def _section(text: str, table: str, rows: List[dict], confidence: float) -> List
 
 
 def _describe_model(opts: BenchmarkOptions) -> str:
+    scan = "; Mamba scan compiled (torch.compile)" if opts.compile_scan else ""
     if opts.configs:
-        return ", ".join(Path(c).stem for c in opts.configs)
+        return ", ".join(Path(c).stem for c in opts.configs) + scan
     parts = [opts.size]
     if opts.width_scale != 1.0:
         parts.append(f"width x{opts.width_scale:g}")
     parts += [f"{k} {v}" for k, v in (("d_model", opts.d_model), ("layers", opts.num_layers),
                                         ("heads", opts.nhead), ("d_ffn", opts.d_ffn)) if v is not None]
-    return ", ".join(parts)
+    return ", ".join(parts) + scan

@@ -3,14 +3,22 @@
 ``Mamba`` is one causal selective-SSM block; ``BiMamba`` (registered as ``mamba``)
 adds a second block run on each sequence reversed *within its own length*, so the
 mixer is padding-exact. On CPU (or on CUDA without the kernels) the selective scan
-is pure PyTorch: time is cut into blocks of ``chunk_size`` frames carrying the state,
-and each block is scanned in log depth with O(T) work (no loop over frames). On CUDA
-the kernels of ``mamba-ssm`` and ``causal-conv1d`` are used when they can be imported;
-without them a CUDA input takes the PyTorch scan, with one warning per process.
+is pure PyTorch, with time before channels (the layout of the Linear layers around it):
+without autograd (inference, and the forward of a checkpointed training block) it steps
+through cache-sized blocks of frames, one in-place operation per frame; when autograd
+records, time is cut into blocks of ``chunk_size`` frames carrying the state, each
+scanned in log depth with O(T) work and recomputed in backward. Optionally
+(``use_compiled_scan`` or the environment variable ``BRQ_ATT_ALT_COMPILE_SCAN=1``) the
+steps without autograd run as one ``torch.compile``d loop per block (about 3x faster on
+CPU); if it cannot be compiled (no C++ compiler, ...) the eager steps are used, with one
+warning. On CUDA the kernels of ``mamba-ssm`` and ``causal-conv1d`` are used when they
+can be imported; without them a CUDA input takes the PyTorch scan, with one warning per
+process.
 """
 
 import functools
 import math
+import os
 import warnings
 from typing import Optional, Tuple, Union
 
@@ -69,11 +77,13 @@ def _softplus_values(x: torch.Tensor) -> torch.Tensor:
     1 + e rounds to 1). Above the threshold x is returned: x - 20 is added to softplus(20),
     which is 20 to fp32 rounding (2e-9 more in fp64).
     """
-    clamped = x.clamp(max=SOFTPLUS_THRESHOLD)
-    e = torch.exp(clamped)
+    e = x.clamp(max=SOFTPLUS_THRESHOLD)
+    over = x - e if bool(x.max() > SOFTPLUS_THRESHOLD) else None
+    e.exp_()
     u = e + 1.0
-    correction = (e - (u - 1.0)).div_(u)
-    return torch.log(u).add_(correction).add_(x - clamped)
+    correction = torch.sub(u, 1.0).neg_().add_(e).div_(u)  # (e - (u - 1)) / u
+    out = u.log_().add_(correction)
+    return out if over is None else out.add_(over)
 
 
 class _Softplus(torch.autograd.Function):
@@ -185,6 +195,52 @@ def _block_frames(batch: int, d_inner: int, d_state: int, limit_bytes: int, chun
     return max(1, min(chunk_size, limit_bytes // (batch * d_inner * d_state * 4)))
 
 
+COMPILE_ENV = "BRQ_ATT_ALT_COMPILE_SCAN"
+COMPILED_BLOCK_FRAMES = 16  # frames per call of the compiled loop (unrolled into one kernel)
+_COMPILED = {"enabled": None, "fn": None}  # enabled None: follow COMPILE_ENV; fn False: failed
+
+
+def use_compiled_scan(enabled: Optional[bool] = True) -> None:
+    """Run the scan's no-autograd steps through ``torch.compile`` (True), eagerly (False), or as
+    the environment variable ``BRQ_ATT_ALT_COMPILE_SCAN`` says (None, the default; "1" = on).
+    Off by default: the first call per shape compiles for seconds and needs a C++ compiler."""
+    _COMPILED["enabled"] = enabled
+
+
+def _compiled_scan_wanted() -> bool:
+    enabled = _COMPILED["enabled"]
+    if enabled is None:
+        enabled = os.environ.get(COMPILE_ENV, "0") not in ("", "0", "false", "False")
+    return bool(enabled) and _COMPILED["fn"] is not False
+
+
+def _scan_frames(delta, du, A, B, C, h):
+    """The recurrence frame by frame (written for torch.compile, which fuses the unrolled
+    frames into one loop over the state): delta, du (B, L, D), A (D, N), B, C (B, L, N),
+    h (B, D, N) -> y (B, L, D), last state."""
+    ys = []
+    for t in range(delta.shape[1]):
+        h = torch.exp(delta[:, t, :, None] * A) * h + du[:, t, :, None] * B[:, t, None, :]
+        ys.append((h * C[:, t, None, :]).sum(-1))
+    return torch.stack(ys, dim=1), h
+
+
+def _compiled_frames():
+    """The compiled ``_scan_frames`` (built once), or None if compilation is unavailable."""
+    if _COMPILED["fn"] is None:
+        try:
+            _COMPILED["fn"] = torch.compile(_scan_frames, dynamic=False)
+        except Exception as err:  # noqa: BLE001 - e.g. torch.compile unsupported here
+            _compile_failed(err)
+    return _COMPILED["fn"] or None
+
+
+def _compile_failed(err: BaseException) -> None:
+    _COMPILED["fn"] = False
+    warnings.warn(f"The compiled Mamba scan is unavailable ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                  "using the eager PyTorch scan.", RuntimeWarning, stacklevel=3)
+
+
 def _scan_no_grad(delta, du, A, B, C, h, y):
     """The scan without autograd, written into y (B, T, D); returns the last state (B, D, N).
 
@@ -196,6 +252,21 @@ def _scan_no_grad(delta, du, A, B, C, h, y):
     """
     batch, T, d_inner = du.shape
     d_state = A.shape[1]
+    if _compiled_scan_wanted() and T >= COMPILED_BLOCK_FRAMES:
+        frames = _compiled_frames()
+        done, h0 = T - T % COMPILED_BLOCK_FRAMES, h
+        try:
+            for start in range(0, done, COMPILED_BLOCK_FRAMES) if frames is not None else ():
+                part = slice(start, start + COMPILED_BLOCK_FRAMES)
+                y[:, part], h = frames(delta[:, part], du[:, part], A, B[:, part], C[:, part], h)
+        except Exception as err:  # noqa: BLE001 - the compiler failed (first use): all eager from here
+            _compile_failed(err)
+            h = h0
+        else:
+            if frames is not None:
+                if done == T:
+                    return h
+                return _scan_no_grad(delta[:, done:], du[:, done:], A, B[:, done:], C[:, done:], h, y[:, done:])
     limit = min(FAST_BLOCK_BYTES, CPU_BLOCK_BYTES) if du.device.type == "cpu" else FAST_BLOCK_BYTES
     L = _block_frames(batch, d_inner, d_state, limit, T)
     decay = du.new_empty(batch, L, d_inner, d_state)
