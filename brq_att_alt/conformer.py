@@ -199,10 +199,11 @@ class ConformerEncoder(nn.Module):
         if self.input_pos_enc == "sine":
             x = x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, x.dtype)
         x = zero_padded(x, key_padding_mask)
-        hidden = [x]
+        hidden = [x] if return_hidden else None  # kept only when asked: on long inputs each is large
         for layer in self.layers:
             if not (self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop):
                 x = layer(x, key_padding_mask)
-            hidden.append(x)
+            if hidden is not None:
+                hidden.append(x)
         x = zero_padded(self.norm(x), key_padding_mask)
         return (x, hidden) if return_hidden else x
