@@ -387,6 +387,10 @@ def test_flop_count_of_a_tiny_model_against_a_hand_count():
     with torch.inference_mode():
         flops = bm.count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
     assert flops == 2 * (2 * 1 * 2 * 5 * 4 * 5)
+    # Backward of a depthwise convolution: input and weight gradients, each the forward's count
+    # (torch's formula leaves the groups out of the weight gradient).
+    x = torch.randn(2, 6, 20, requires_grad=True)
+    assert bm.count_flops(lambda: conv(x).sum().backward()) == 3 * (2 * 2 * 6 * 16 * 5)
     probe, probe_flops = bm.matmul_probe(n=8)
     assert probe_flops == 2 * 8**3 == bm.count_flops(probe)
 

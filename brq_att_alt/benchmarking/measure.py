@@ -50,7 +50,7 @@ import time
 from typing import Callable, Optional, Tuple
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
 
 from .models import DTYPES, N_MELS, PAD_MULTIPLE, build_model, num_frames
 
@@ -367,11 +367,23 @@ def _sdpa_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape,
     return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """The input's and the weight's gradients of a convolution, each as many FLOPs as the forward.
+
+    (torch's own formula builds the weight gradient as a convolution over the batch and
+    leaves the groups out: a depthwise convolution's backward came out d_model times too big.)"""
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 # FlopCounterMode counts the CUDA attention kernels but not the fused CPU one, which
 # ``scaled_dot_product_attention`` calls on CPU: the same formulas (two matrix products).
+# Grouped convolutions' backward: see ``_conv_backward_flop``.
 EXTRA_FLOP_FORMULAS = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flop,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward_flop,
+    torch.ops.aten.convolution_backward: _conv_backward_flop,
 }
 
 
