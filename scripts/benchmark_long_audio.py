@@ -172,6 +172,28 @@ def fit_line(x, y):
     return float(slope), float(intercept), float(np.abs(y - (slope * x + intercept)).max())
 
 
+def quadratic_notes(rows, machine) -> list:
+    """MHSA: peak RSS = a m^2 + b m + c over the ``ok`` lengths m (minutes), its value at 10 min
+    and the longest length whose fitted peak fits in the machine's total memory."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = sorted(r["minutes"] for r in rows if r["status"] != "ok")
+    notes = [f"Longest length that ran: {max((r['minutes'] for r in ok), default=0):g} min"
+             + (f"; first that failed: {failed[0]:g} min ({next(r['status'] for r in rows if r['minutes'] == failed[0])})"
+                if failed else "") + "."]
+    if len({r["minutes"] for r in ok}) < 3:
+        return notes
+    x = np.array([r["minutes"] for r in ok], float)
+    y = np.array([r["peak_rss_mib"] for r in ok], float)
+    coef = np.polyfit(x, y, 2)
+    total_mib = float(str(machine.get("memory", "0 GiB")).split()[0]) * 1024
+    roots = [r.real for r in np.roots([coef[0], coef[1], coef[2] - total_mib]) if abs(r.imag) < 1e-9 and r.real > 0]
+    notes.append(f"Peak RSS fitted as {coef[0]:.1f} m^2 + {coef[1]:.1f} m + {coef[2]:.0f} MiB (m in minutes, "
+                 f"largest residual {np.abs(np.polyval(coef, x) - y).max():.0f} MiB): {np.polyval(coef, 10) / 1024:.1f} "
+                 f"GiB at 10 min (extrapolated); the machine's {total_mib / 1024:.1f} GiB would be reached at about "
+                 f"{min(roots):.1f} min." if roots else "")
+    return notes
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
     if a.worker:
@@ -234,9 +256,11 @@ def main(argv=None) -> int:
                                  "the transcription's own peak"), ("cli", "peak_rss_mib", "peak RSS")):
         ok = [r for r in rows if r["interface"] == interface and r["status"] == "ok" and r.get(key) is not None]
         slope, intercept, resid = fit_line([r["minutes"] for r in ok], [r[key] for r in ok])
-        if not np.isnan(slope):
+        if not np.isnan(slope) and a.mixer != "mhsa":  # MHSA: the quadratic fit below
             lines.append(f"{interface}, {what}: {slope:.1f} MiB per minute of audio x minutes + {intercept:.0f} MiB "
                          f"(least squares over {len(ok)} lengths; largest residual {resid:.0f} MiB).")
+    if a.mixer == "mhsa":  # quadratic in length: fit, extrapolate to 10 min and to the machine's memory
+        lines += quadratic_notes([r for r in rows if r["interface"] == "api"], machine)
     lines.append("")
     lines.append("Command: " + " ".join([Path(sys.executable).name, *sys.argv]))
     text = "\n".join(lines)
