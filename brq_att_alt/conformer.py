@@ -24,6 +24,7 @@ from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .layers import activation_class, sinusoidal_positions
 from .mixers import build_mixer
@@ -47,7 +48,13 @@ class FeedForward(nn.Module):
         )
 
     def forward(self, x):
-        return self.net(x)
+        norm, up, act, drop1, down, drop2 = self.net
+        h = up(norm(x))
+        if isinstance(act, nn.SiLU) and not torch.is_grad_enabled():
+            h = F.silu(h, inplace=True)  # inference: no copy of the (B, T, d_ffn) activation
+        else:
+            h = act(h)
+        return drop2(down(drop1(h)))
 
 
 class ConvolutionModule(nn.Module):
@@ -65,18 +72,23 @@ class ConvolutionModule(nn.Module):
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         self.norm = nn.LayerNorm(d_model)
         self.pointwise = nn.Conv1d(d_model, 2 * d_model, 1)
-        self.glu = nn.GLU(dim=1)
         self.depthwise = nn.Conv1d(d_model, d_model, kernel_size, padding=kernel_size // 2, groups=d_model)
         self.after = nn.Sequential(
             nn.LayerNorm(d_model), activation(), nn.Linear(d_model, d_model), nn.Dropout(dropout)
         )
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        y = self.glu(self.pointwise(self.norm(x).transpose(1, 2)))  # (B, d, T)
+        # Computed with time before channels throughout: the pointwise Conv1d is the Linear it
+        # equals, and the depthwise convolution runs as a (kernel_size x 1) Conv2d in channels-last
+        # memory format, for which (B, T, d) is already the right layout (no transposed copies).
+        B, T, d = x.shape
+        y = F.glu(F.linear(self.norm(x), self.pointwise.weight.squeeze(-1), self.pointwise.bias), dim=-1)
         if key_padding_mask is not None:
-            y = y.masked_fill(key_padding_mask.unsqueeze(1), 0.0)
-        y = self.depthwise(y).transpose(1, 2)  # (B, T, d)
-        return self.after(y)
+            y = y.masked_fill(key_padding_mask.unsqueeze(-1), 0.0)
+        y = y.contiguous().view(B, T, 1, d).permute(0, 3, 1, 2)  # (B, d, T, 1), channels last
+        weight = self.depthwise.weight.unsqueeze(-1).contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(y, weight, self.depthwise.bias, padding=(self.depthwise.padding[0], 0), groups=d)
+        return self.after(y.permute(0, 2, 3, 1).reshape(B, T, d))
 
 
 class ConformerLayer(nn.Module):
@@ -111,10 +123,10 @@ class ConformerLayer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        x = x + 0.5 * self.ffn1(x)
+        x = torch.add(x, self.ffn1(x), alpha=0.5)
         x = x + self.mixer(self.mixer_norm(x), key_padding_mask=key_padding_mask)
         x = x + self.conv(x, key_padding_mask)
-        x = x + 0.5 * self.ffn2(x)
+        x = torch.add(x, self.ffn2(x), alpha=0.5)
         return zero_padded(self.norm(x), key_padding_mask)
 
 
@@ -187,10 +199,11 @@ class ConformerEncoder(nn.Module):
         if self.input_pos_enc == "sine":
             x = x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, x.dtype)
         x = zero_padded(x, key_padding_mask)
-        hidden = [x]
+        hidden = [x] if return_hidden else None  # kept only when asked: on long inputs each is large
         for layer in self.layers:
             if not (self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop):
                 x = layer(x, key_padding_mask)
-            hidden.append(x)
+            if hidden is not None:
+                hidden.append(x)
         x = zero_padded(self.norm(x), key_padding_mask)
         return (x, hidden) if return_hidden else x

@@ -60,10 +60,30 @@ class ConvBlock2d(nn.Module):
         self.act = nn.LeakyReLU()
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x):  # (B, C, T, F) -> (B, C', T/2, F/2)
-        x = F.pad(x, (self.pad, self.pad, 0, 0), mode="reflect")  # frequency only; time: the conv's zeros
-        x = self.conv(x).permute(0, 2, 3, 1)  # (B, T', F', C'): frequency and channels last for the norm
-        return self.dropout(self.act(self.norm(x))).permute(0, 3, 1, 2)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, F) -> (B, C', T/2, F/2)
+        return self.forward_tfc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def forward_tfc(self, x: torch.Tensor) -> torch.Tensor:
+        """The same block with channels last: x (B, T, F, C) -> (B, ceil(T/2), ceil(F/2), C').
+
+        The layout the LayerNorm over (frequency, channels) wants: the convolution runs in
+        channels-last memory format (oneDNN), so its output viewed as (B, T', F', C') is
+        contiguous and no tensor is transposed in memory.
+        """
+        p = self.pad
+        if torch.is_grad_enabled():  # frequency reflected: (B, T, F + 2p, C)
+            x = torch.cat([x[:, :, 1 : p + 1].flip(2), x, x[:, :, -p - 1 : -1].flip(2)], dim=2)
+        else:  # inference: the padded copy written in place, no concatenation
+            padded = x.new_empty(x.shape[0], x.shape[1], x.shape[2] + 2 * p, x.shape[3])
+            padded[:, :, p:-p] = x
+            padded[:, :, :p] = x[:, :, 1 : p + 1].flip(2)
+            padded[:, :, -p:] = x[:, :, -p - 1 : -1].flip(2)
+            x = padded
+        weight = self.conv.weight.contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(x.permute(0, 3, 1, 2), weight, self.conv.bias, stride=2, padding=(p, 0))
+        y = self.norm(y.permute(0, 2, 3, 1))  # (B, T', F', C'): contiguous, normalised over (F', C')
+        y = F.leaky_relu(y, self.act.negative_slope, inplace=not torch.is_grad_enabled())
+        return self.dropout(y)
 
 
 class ConvFrontEnd(nn.Module):
@@ -83,13 +103,16 @@ class ConvFrontEnd(nn.Module):
 
     def forward(self, feats: torch.Tensor, padding_mask: Optional[torch.Tensor] = None):
         """feats: (B, T, n_mels); padding_mask: (B, T) -> (B, T', d_model), mask (B, T')."""
-        x = zero_padded(feats, padding_mask).unsqueeze(1)  # (B, 1, T, F)
+        x = zero_padded(feats, padding_mask).unsqueeze(-1)  # (B, T, F, 1): channels last
         mask1 = subsampled_padding_mask(padding_mask, 1)
-        x = self.block1(x)
+        x = self.block1.forward_tfc(x)
         if mask1 is not None:
-            x = x.masked_fill(mask1[:, None, :, None], 0.0)
+            x = x.masked_fill(mask1[:, :, None, None], 0.0)
         mask2 = subsampled_padding_mask(padding_mask, 2)
-        x = self.block2(x)  # (B, C, T', F')
-        B, C, T, F_ = x.shape
-        x = self.proj(x.permute(0, 2, 1, 3).reshape(B, T, C * F_))
+        x = self.block2.forward_tfc(x)  # (B, T', F', C)
+        B, T, F_, C = x.shape
+        # The Linear reads (channel, frequency) pairs in SpeechBrain's order c * F' + f; x is
+        # laid out f * C + c: the weight's columns are permuted instead of the activations.
+        weight = self.proj.weight.unflatten(1, (C, F_)).transpose(1, 2).reshape(self.proj.out_features, F_ * C)
+        x = F.linear(x.reshape(B, T, F_ * C), weight, self.proj.bias)
         return zero_padded(self.dropout(x), mask2), mask2

@@ -12,6 +12,11 @@ written in this order (the figure last: without matplotlib it is skipped, with a
                   memory saving relative to MHSA (RelPosMHAXL) in percent: 100 * (1 - x / x_MHSA)
   train_throughput.csv   with --train-throughput: audio seconds per second per mixer
   train_runs.csv         and its per-step rows
+  interleaved.csv        with --interleaved instead of the above: per mixer and length the best
+                         (or median) of --rounds rounds, GFLOP per forward, GFLOP/s, the matmul
+                         rate of the same run, the share of the matmul-bound time, the ratio to
+                         the baseline (train_interleaved.csv: the same for training steps)
+  interleaved_runs.csv   and its per-call rows (round, place in the round)
   summary.md      the same as Markdown (also printed), the linear mixers' mean savings,
                   the scaling exponents a of time ~ T^a, training throughput if asked
   machine.txt     CPU model, cores, torch version, device name, options, wall time
@@ -40,6 +45,7 @@ Examples:
   python scripts/benchmark.py --device cuda --long --variants mhsa mhsa_sdpa fastformer pom --log-scale
   python scripts/benchmark.py --device cuda --train-throughput 20 --skip-inference
   python scripts/benchmark.py --config hparams/brq_pom.yaml --config hparams/brq_mhsa.yaml
+  python scripts/benchmark.py --interleaved --rounds 3 --seconds 80 --batch-size 1 --threads 1 --device cpu
 """
 
 import argparse
@@ -82,7 +88,7 @@ def parse_args(argv=None):
     p.add_argument("--num-layers", type=int, default=None)
     p.add_argument("--nhead", type=int, default=None)
     p.add_argument("--d-ffn", type=int, default=None)
-    p.add_argument("--lengths", type=float, nargs="+", default=None, metavar="SECONDS",
+    p.add_argument("--lengths", "--seconds", dest="lengths", type=float, nargs="+", default=None, metavar="SECONDS",
                    help=f"seconds of audio per utterance (default {_seconds(DEFAULTS.lengths)})")
     p.add_argument("--long", action="store_true", help=f"long inputs: lengths {_seconds(bm.LONG_LENGTHS)} s")
     p.add_argument("--batch-size", type=int, default=None,
@@ -119,6 +125,16 @@ def parse_args(argv=None):
                    help=f"timed training steps (default {DEFAULTS.train_steps})")
     p.add_argument("--skip-inference", action="store_true", default=None, help="only the training throughput")
     p.add_argument("--title", default=None, help="plot title")
+    p.add_argument("--interleaved", action="store_true", default=None,
+                   help="time the encoders in turn in this process, --rounds times per length, with FLOPs, the "
+                        "achieved FLOP rate, the machine's matmul rate in the same run and the share of the "
+                        "matmul-bound time (no memory, no figure); also for --train-throughput")
+    p.add_argument("--compile-scan", action="store_true", default=None,
+                   help="run the Mamba scan's steps through torch.compile (needs a C++ compiler; compiles for "
+                        "seconds on first use; falls back to the eager scan with a warning)")
+    p.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds (default {DEFAULTS.rounds})")
+    p.add_argument("--statistic", default=None, choices=list(bm.STATISTICS),
+                   help=f"interleaved: best (minimum) or median of the rounds (default {DEFAULTS.statistic})")
     p.add_argument("--quick", action="store_true", help=quick_help())
     return p.parse_args(argv)
 

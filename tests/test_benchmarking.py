@@ -363,6 +363,154 @@ def test_measure_functions_run_in_process():
     assert res["status"] == "timeout"
 
 
+# --------------------------------------------------------------------------- interleaved mode, FLOPs, matmul rate
+
+
+def test_matmul_bound_share_on_known_numbers():
+    # 300 GFLOP at 150 GFLOP/s take 2 s when bound by matrix products: 2 s of 4 s is half.
+    assert bm.matmul_bound_share(300e9, 150e9, 4.0) == pytest.approx(0.5)
+    assert bm.matmul_bound_share(300e9, 150e9, 2.0) == pytest.approx(1.0)
+    assert bm.matmul_bound_share(0.0, 150e9, 2.0) == 0.0
+    for bad in ((300e9, 0.0, 2.0), (300e9, 150e9, 0.0), (math.nan, 150e9, 2.0)):
+        assert math.isnan(bm.matmul_bound_share(*bad)), bad
+
+
+def test_flop_count_of_a_tiny_model_against_a_hand_count():
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    x = torch.randn(3, 8)
+    assert bm.count_flops(lambda: mlp(x)) == 2 * 3 * 8 * 16 + 2 * 3 * 16 * 4  # ReLU and biases are not counted
+    conv = torch.nn.Conv1d(6, 6, 5, groups=6)  # depthwise: 5 multiply-adds per output value
+    assert bm.count_flops(lambda: conv(torch.randn(2, 6, 20))) == 2 * 2 * 6 * 16 * 5
+    # The fused CPU attention is counted too (torch's counter misses it): q k^T and p v.
+    q, k, v = (torch.randn(1, 2, 5, 4) for _ in range(3))
+    with torch.inference_mode():
+        flops = bm.count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
+    assert flops == 2 * (2 * 1 * 2 * 5 * 4 * 5)
+    # Backward of a depthwise convolution: input and weight gradients, each the forward's count
+    # (torch's formula leaves the groups out of the weight gradient).
+    x = torch.randn(2, 6, 20, requires_grad=True)
+    assert bm.count_flops(lambda: conv(x).sum().backward()) == 3 * (2 * 2 * 6 * 16 * 5)
+    probe, probe_flops = bm.matmul_probe(n=8)
+    assert probe_flops == 2 * 8**3 == bm.count_flops(probe)
+
+
+def test_interleaved_order_rotates_by_one_place_per_round():
+    assert bm.interleaved_order(["a", "b", "c"], 4) == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"],
+                                                        ["a", "b", "c"]]
+    assert bm.interleaved_order(["a"], 2) == [["a"], ["a"]]
+    assert bm.interleaved_order([], 2) == [[], []]
+
+
+def test_run_interleaved_times_in_turn_and_records_failures(monkeypatch):
+    from brq_att_alt.benchmarking import sweep
+
+    calls = []
+
+    def fake_prepare(spec):
+        name = spec["model"]["mixer"]
+        if name == "fastformer":
+            raise ValueError("cannot build")
+        w = torch.ones(4, 4)
+
+        def call():
+            calls.append(name)
+            if name == "pom" and calls.count("pom") == 3:  # warm-up, round 1, then fails in round 2
+                raise MemoryError()
+            return w @ w
+
+        return call
+
+    def fake_probe(device="cpu", n=4):
+        w = torch.ones(n, n)
+        return (lambda: calls.append("matmul") or w @ w), 2 * n**3
+
+    monkeypatch.setitem(measure.PREPARE, "inference", fake_prepare)
+    monkeypatch.setattr(sweep, "matmul_probe", fake_probe)
+    encoders = bm.variant_encoders(["mhsa", "fastformer", "pom"], num_layers=1, d_model=16, nhead=2, d_ffn=32)
+    rows = bm.run_interleaved(encoders, 2.0, SETTINGS, rounds=3)
+    # warm-ups (the first one counting FLOPs) in build order, then rounds rotating mhsa, pom, matmul
+    assert calls == ["mhsa", "pom", "matmul",
+                     "mhsa", "pom", "matmul",
+                     "pom", "matmul", "mhsa",  # pom fails here and leaves the rotation
+                     "matmul", "mhsa"]
+    ok = [(r["round"], r["place"], r["mixer"]) for r in rows if r["status"] == "ok"]
+    assert ok == [(1, 1, "mhsa"), (1, 2, "pom"), (1, 3, "matmul"), (2, 2, "matmul"), (2, 3, "mhsa"),
+                  (3, 1, "matmul"), (3, 2, "mhsa")]
+    failed = {r["mixer"]: r["status"] for r in rows if r["status"] != "ok"}
+    assert failed == {"fastformer": "error", "pom": "oom"}
+    assert {r["flops"] for r in rows if r["mixer"] == "mhsa"} == {2 * 4**3}
+    summary = {s["mixer"]: s for s in bm.interleaved_summary(rows, baseline="mhsa")}
+    assert summary["mhsa"]["n_rounds"] == 3 and summary["pom"]["status"] == "oom"
+    assert summary["fastformer"]["status"] == "error" and "cannot build" in summary["fastformer"]["error"]
+
+
+def _interleaved_rows():
+    rows = []
+    for mixer, times, flops in (("mhsa", [4.0, 5.0, 3.0], 300e9), ("pom", [1.5, 1.0, 2.5], 120e9),
+                                ("matmul", [0.2, 0.1, 0.1], 16e9)):
+        rows += [dict(mixer=mixer, label=mixer.upper(), seconds=80.0, batch_size=2 if mixer != "matmul" else "",
+                      round=r + 1, place=1, status="ok", time_s=t, flops=flops, device="cpu", dtype="fp32")
+                 for r, t in enumerate(times)]
+    return rows
+
+
+def test_interleaved_summary_on_hand_made_rows(tmp_path):
+    best = {s["mixer"]: s for s in bm.interleaved_summary(_interleaved_rows(), baseline="mhsa")}
+    assert best["matmul"]["matmul_gflop_per_s"] == pytest.approx(160.0)  # 16 GFLOP in 0.1 s
+    assert best["mhsa"]["time_s"] == 3.0 and best["mhsa"]["time_median_s"] == 4.0
+    assert best["mhsa"]["gflop_per_s"] == pytest.approx(100.0)
+    assert best["mhsa"]["matmul_bound_share"] == pytest.approx(300 / 160 / 3.0)
+    assert best["pom"]["matmul_bound_share"] == pytest.approx(120 / 160 / 1.0)
+    assert best["pom"]["speedup_x"] == pytest.approx(3.0) and best["mhsa"]["speedup_x"] == pytest.approx(1.0)
+    assert best["pom"]["audio_s_per_s"] == pytest.approx(160.0)  # 80 s x batch 2 in 1 s
+    median = {s["mixer"]: s for s in bm.interleaved_summary(_interleaved_rows(), "mhsa", statistic="median")}
+    assert median["pom"]["time_s"] == 1.5 and median["pom"]["speedup_x"] == pytest.approx(4.0 / 1.5)
+    assert median["matmul"]["matmul_gflop_per_s"] == pytest.approx(160.0)
+    with pytest.raises(ValueError, match="statistic"):
+        bm.interleaved_summary(_interleaved_rows(), statistic="mean")
+    table = bm.interleaved_markdown(list(best.values()), "MHSA")
+    assert "| POM | 80 | 1 | 1.5 | 120 | 120 | 75% | 3.00x | ok |" in table
+    assert table.splitlines()[-1].startswith("| MATMUL |")  # the rate comes last
+    path = write_csv(tmp_path / "i.csv", bm.INTERLEAVED_COLUMNS, list(best.values()))
+    again = {s["mixer"]: s for s in bm.interleaved_summary(
+        [dict(r, seconds=str(r["seconds"])) for r in _interleaved_rows()], baseline="mhsa")}
+    assert again["pom"]["speedup_x"] == pytest.approx(3.0) and path.stat().st_size > 0
+
+
+def test_interleaved_benchmark_writes_its_files(tmp_path):
+    opts = _script()["options_from_args"](_script()["parse_args"]([*TINY_ARGS, "--interleaved", "--rounds", "2",
+                                                                   "--out", str(tmp_path), "--train-throughput",
+                                                                   "0.5"]))
+    assert opts.interleaved and opts.rounds == 2 and opts.statistic == "best"
+    result = bm.run_benchmark(opts, log=lambda msg: None)
+    assert [p.name for p in result["written"]] == ["interleaved_runs.csv", "interleaved.csv",
+                                                   "train_interleaved_runs.csv", "train_interleaved.csv",
+                                                   "summary.md", "machine.txt"]
+    summary = read_csv(tmp_path / "interleaved.csv")
+    assert [r["mixer"] for r in summary] == ["mhsa", "pom", "matmul"]
+    assert all(r["status"] == "ok" and float(r["gflop"]) > 0 and r["n_rounds"] == "2" for r in summary)
+    assert len(read_csv(tmp_path / "interleaved_runs.csv")) == 2 * 3
+    assert "share of the matmul-bound time" in result["markdown"] and "audio s / s" in result["markdown"]
+
+
+def test_profiling_op_classes_and_parts():
+    from brq_att_alt.benchmarking import profiling
+    from brq_att_alt.model import BestRQModel
+
+    cases = {"aten::addmm": "matmul", "aten::bmm": "matmul", "aten::_slow_conv2d_forward": "convolution",
+             "aten::native_layer_norm": "normalisation", "aten::silu_": "activation", "aten::copy_": "copy / layout",
+             "aten::exp_": "element-wise", "aten::addcmul_": "element-wise", "aten::cumprod": "reduction",
+             "aten::_softmax": "softmax", "aten::frobnicate": "other"}
+    assert {k: profiling.op_category(k) for k in cases} == cases
+    torch.manual_seed(0)
+    model = BestRQModel("mamba", **TINY, codebook_size=16).eval()
+    parts = profiling.part_times(model, torch.randn(1, 40, 80))
+    assert parts["mixer"] > 0 and parts["  of the mixer: Mamba selective scan"] > 0
+    named = [v for k, v in parts.items() if k not in ("total", "  of the mixer: Mamba selective scan")]
+    assert sum(named) == pytest.approx(parts["total"])  # the rests close the account
+
+
 # --------------------------------------------------------------------------- options and the script
 
 
@@ -381,6 +529,9 @@ def test_script_options_come_from_benchmark_options():
     assert options(parse(["--long"])).lengths == bm.LONG_LENGTHS
     assert options(parse(["--long", "--lengths", "3"])).lengths == [3.0]
     assert options(parse(["--isolate", "never", "--padding-mask"])).isolate is False
+    assert options(parse(["--seconds", "80"])).lengths == [80.0]  # --seconds is --lengths
+    inter = options(parse(["--interleaved", "--rounds", "5", "--statistic", "median"]))
+    assert (inter.interleaved, inter.rounds, inter.statistic) == (True, 5, "median")
     with pytest.raises(TypeError, match="Unknown benchmark options"):
         bm.make_options(batchsize=2)
 

@@ -66,6 +66,60 @@ def test_conv_module_sees_neighbours():
     assert not torch.allclose(enc(x2)[0, 5], y1[0, 5])
 
 
+def test_conv_module_equals_its_conv1d_formulation():
+    """The convolution module runs as Linear + GLU + channels-last Conv2d: the same values and
+    gradients as the Conv1d layers it holds applied as written (LayerNorm, pointwise Conv1d,
+    GLU over channels, padded frames zeroed, depthwise Conv1d, LayerNorm, Swish, Linear)."""
+    from brq_att_alt.conformer import ConvolutionModule
+
+    torch.manual_seed(0)
+    conv = ConvolutionModule(16, 7, 0.0, torch.nn.SiLU)
+    x, mask = padded_batch([torch.randn(T, 16) for T in (12, 7)])
+    x.requires_grad_()
+
+    def plain(x):
+        y = torch.nn.functional.glu(conv.pointwise(conv.norm(x).transpose(1, 2)), dim=1)  # (B, d, T)
+        y = conv.depthwise(y.masked_fill(mask.unsqueeze(1), 0.0)).transpose(1, 2)
+        return conv.after(y)
+
+    got, want = conv(x, mask), plain(x)
+    assert torch.allclose(got, want, atol=1e-5)
+    weights = torch.randn_like(got)
+    g_got = torch.autograd.grad((got * weights).sum(), [x, *conv.parameters()])
+    g_want = torch.autograd.grad((want * weights).sum(), [x, *conv.parameters()])
+    for a, b in zip(g_got, g_want):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    with torch.inference_mode():
+        assert torch.allclose(conv(x, mask), want, atol=1e-5)
+
+
+def test_frontend_inference_path_equals_the_autograd_path():
+    """The front end pads and activates in place when autograd is off: same output, and
+    ConvBlock2d.forward (channels second) equals its channels-last form."""
+    torch.manual_seed(0)
+    fe = ConvFrontEnd(n_mels=80, d_model=24, dropout=0.1).eval()
+    x, mask = padded_batch([torch.randn(T, 80) for T in (40, 28)])
+    want, want_mask = fe(x, mask)
+    assert want.requires_grad
+    with torch.inference_mode():
+        got, got_mask = fe(x, mask)
+    assert torch.allclose(got, want, atol=1e-5) and torch.equal(got_mask, want_mask)
+    block = fe.block1
+    feats = torch.randn(2, 1, 40, 80)
+    assert torch.allclose(block(feats), block.forward_tfc(feats.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("mixer", MIXERS)
+def test_encoder_inference_path_equals_the_autograd_path(mixer):
+    enc = small_encoder(mixer).eval()
+    x, mask = padded_batch([torch.randn(T, 32) for T in (10, 6)])
+    recorded, hidden = enc(x, mask, return_hidden=True)
+    with torch.inference_mode():
+        fast, fast_hidden = enc(x, mask, return_hidden=True)
+    assert torch.allclose(fast, recorded, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast_hidden, hidden))  # no state overwritten
+
+
 def test_mixer_branch_has_no_dropout():
     """Train mode, dropout 0.5: the Conformer adds the mixer's output to the residual as it is
     (SpeechBrain's Conformer: no dropout on the attention branch), for every mixer."""

@@ -104,6 +104,93 @@ def test_scan_gradients_match_reference(checkpoint_blocks):
         assert torch.allclose(got, want, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype, ulps", [(torch.float32, 4), (torch.float64, 4)])
+def test_fast_softplus_is_softplus_to_float_rounding(dtype, ulps):
+    """The scan's softplus (vectorised log1p) against F.softplus over its whole range."""
+    x = torch.cat([torch.linspace(-120, 120, 20001), torch.tensor([-1e-8, 0.0, 1e-8, 19.999, 20.0, 20.001, 1e4])])
+    x = x.to(dtype)
+    got, want = mamba_module._softplus_values(x), F.softplus(x)
+    eps, tiny = torch.finfo(dtype).eps, torch.finfo(dtype).tiny  # below tiny: denormals, flushed or not
+    small = x <= mamba_module.SOFTPLUS_THRESHOLD
+    assert torch.all((got - want)[small].abs() <= ulps * eps * want[small].abs() + tiny)
+    assert torch.allclose(got[~small], want[~small], rtol=0, atol=4e-9)  # x above the threshold
+    xg = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(mamba_module._Softplus.apply(xg).sum(), xg)
+    xr = x.clone().requires_grad_()
+    (want_grad,) = torch.autograd.grad(F.softplus(xr).sum(), xr)
+    assert torch.all((grad - want_grad).abs() <= 2 * eps * want_grad.abs() + tiny)
+
+
+@pytest.mark.parametrize("checkpoint_blocks", [True, False])
+def test_scan_output_when_autograd_records_matches_reference(checkpoint_blocks):
+    """Training: the blocks' forward (without autograd when checkpointed) gives the reference's values."""
+    args = [t.requires_grad_() for t in scan_inputs(T=29)]
+    u, delta, A, B, C, D, z, bias = args
+    got = selective_scan(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True, chunk_size=8,
+                         checkpoint_blocks=checkpoint_blocks)
+    with torch.no_grad():
+        want = selective_scan_reference(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True)
+    assert got.requires_grad and torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture
+def compiled_scan_state():
+    """Restores the compiled-scan switch and cache after the test."""
+    saved = dict(mamba_module._COMPILED)
+    yield mamba_module._COMPILED
+    mamba_module._COMPILED.clear()
+    mamba_module._COMPILED.update(saved)
+
+
+@pytest.mark.parametrize("failure", ["at compile", "at first call"])
+def test_compiled_scan_falls_back_to_eager_with_one_warning(monkeypatch, compiled_scan_state, failure):
+    """No compiler (torch.compile raising, or the compiled function failing when first run):
+    one RuntimeWarning, then the eager scan, with the reference's result."""
+    def broken_compile(fn, **kwargs):
+        if failure == "at compile":
+            raise RuntimeError("no C++ compiler")
+
+        def fails(*args):
+            raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found")
+
+        return fails
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    compiled_scan_state.update(enabled=True, fn=None)
+    u, delta, A, B, C, D, z, bias = scan_inputs(T=45)
+    want = selective_scan_reference(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True)
+    with pytest.warns(RuntimeWarning, match="compiled Mamba scan is unavailable"):
+        got = selective_scan(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # failed once: eager from then on, silently
+        assert torch.allclose(selective_scan(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True), got)
+
+
+def test_compiled_scan_is_off_unless_asked(monkeypatch, compiled_scan_state):
+    compiled_scan_state.update(enabled=None, fn=None)
+    monkeypatch.delenv(mamba_module.COMPILE_ENV, raising=False)
+    assert not mamba_module._compiled_scan_wanted()
+    monkeypatch.setenv(mamba_module.COMPILE_ENV, "1")
+    assert mamba_module._compiled_scan_wanted()
+    mamba_module.use_compiled_scan(False)
+    assert not mamba_module._compiled_scan_wanted()
+
+
+@pytest.mark.slow
+def test_compiled_scan_matches_reference(compiled_scan_state):
+    """With torch.compile working here: the compiled steps (3 blocks of 16 frames and an
+    eager tail) give the reference's result; without a compiler, the eager fallback does."""
+    compiled_scan_state.update(enabled=True, fn=None)
+    u, delta, A, B, C, D, z, bias = scan_inputs(T=53)
+    want = selective_scan_reference(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            got = selective_scan(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_scan_keeps_low_precision_dtype():
     u, delta, A, B, C, D, z, bias = scan_inputs(T=12)
     out = selective_scan(u.bfloat16(), delta.bfloat16(), A, B.bfloat16(), C.bfloat16(), D, z.bfloat16())

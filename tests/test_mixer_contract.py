@@ -85,3 +85,19 @@ def test_no_dropout_on_the_output(name):
         evaluation = mixer.eval()(x, key_padding_mask=mask)
     assert (train[~mask] == 0).float().mean() == 0, name
     assert torch.equal(train, evaluation) != DROPOUT_INSIDE[name], name
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_inference_path_equals_the_autograd_path(name):
+    """Mixers compute in place where autograd is off (inference): the same output as with
+    autograd on, padded batch included."""
+    mixer = make(name).eval()
+    x, mask = padded_batch([torch.randn(T, 32) for T in (11, 6)])
+    with torch.no_grad():
+        fast = mixer(x, key_padding_mask=mask)
+    with torch.inference_mode():
+        inference = mixer(x, key_padding_mask=mask)
+    recorded = mixer(x.clone().requires_grad_(), key_padding_mask=mask)
+    assert recorded.requires_grad
+    assert torch.allclose(fast, recorded.detach(), atol=1e-5), name
+    assert torch.equal(fast, inference)

@@ -12,21 +12,27 @@ Modules by role, data flowing down the list:
 Below: the names ``scripts/benchmark.py`` and the tests use.
 """
 
-from .measure import TimeLimitExceeded, classify_exception, classify_exit_code
+from .measure import (
+    TimeLimitExceeded, classify_exception, classify_exit_code, count_flops, matmul_bound_share, matmul_probe,
+)
 from .models import DTYPES, VARIANTS, encoder_config, encoder_parameters, load_model_config, variant_encoders
-from .report import RUN_COLUMNS, SUMMARY_COLUMNS, exponents_markdown, plot_benchmark, summary_markdown, train_markdown
+from .report import (
+    INTERLEAVED_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, exponents_markdown, interleaved_markdown, plot_benchmark,
+    summary_markdown, train_markdown,
+)
 from .runner import LONG_LENGTHS, QUICK_PRESET, BenchmarkOptions, make_options, run_benchmark
 from .stats import (
-    MIN_RUNS_FOR_CI, average_savings, fit_power_law, mean_ci, relative_saving, scaling_exponents, summarize, t_quantile,
-    train_summary,
+    MIN_RUNS_FOR_CI, STATISTICS, average_savings, fit_power_law, interleaved_summary, mean_ci, relative_saving,
+    scaling_exponents, summarize, t_quantile, train_summary,
 )
-from .sweep import run_in_process, run_sweep
+from .sweep import interleaved_order, run_in_process, run_interleaved, run_sweep
 
 __all__ = [
-    "DTYPES", "LONG_LENGTHS", "MIN_RUNS_FOR_CI", "QUICK_PRESET", "RUN_COLUMNS", "SUMMARY_COLUMNS", "VARIANTS",
-    "BenchmarkOptions", "TimeLimitExceeded", "average_savings", "classify_exception", "classify_exit_code",
-    "encoder_config", "encoder_parameters", "exponents_markdown", "fit_power_law", "load_model_config",
-    "make_options", "mean_ci", "plot_benchmark", "relative_saving", "run_benchmark", "run_in_process", "run_sweep",
-    "scaling_exponents", "summarize", "summary_markdown", "t_quantile", "train_markdown", "train_summary",
-    "variant_encoders",
+    "DTYPES", "INTERLEAVED_COLUMNS", "LONG_LENGTHS", "MIN_RUNS_FOR_CI", "QUICK_PRESET", "RUN_COLUMNS", "STATISTICS",
+    "SUMMARY_COLUMNS", "VARIANTS", "BenchmarkOptions", "TimeLimitExceeded", "average_savings", "classify_exception",
+    "classify_exit_code", "count_flops", "encoder_config", "encoder_parameters", "exponents_markdown",
+    "fit_power_law", "interleaved_markdown", "interleaved_order", "interleaved_summary", "load_model_config",
+    "make_options", "matmul_bound_share", "matmul_probe", "mean_ci", "plot_benchmark", "relative_saving",
+    "run_benchmark", "run_in_process", "run_interleaved", "run_sweep", "scaling_exponents", "summarize",
+    "summary_markdown", "t_quantile", "train_markdown", "train_summary", "variant_encoders",
 ]

@@ -3,7 +3,9 @@
 A configuration is a ``spec`` dict: model (BestRQModel arguments), seconds, batch_size,
 runs, warmup, device, dtype ("fp32" / "fp16" / "bf16": autocast, fp32 weights),
 time_limit (seconds per call or None), seed, padding_mask (pass an all-valid mask
-instead of None), threads (CPU threads, None = torch's default). A task measures it:
+instead of None), threads (CPU threads, None = torch's default), compile_scan (run the
+Mamba scan's steps through torch.compile, ``mixers.mamba.use_compiled_scan``). A task
+measures it:
 
 * ``inference``: ``model.encode`` (conv front end + Conformer) in eval mode under
   ``torch.inference_mode()``; a warm-up forward on 1 s of audio and ``warmup`` forwards
@@ -25,6 +27,12 @@ Each timed call gives a wall time (device synchronised) and a peak memory:
   the high-water mark of the address space a process had before ``exec``. Sound only
   in a process of its own (``sweep.run_isolated``).
 
+For the interleaved mode (``sweep.run_interleaved``): ``PREPARE[task](spec)`` builds a
+task's model and input and returns the call to time; ``count_flops`` counts a call's FLOPs
+(``torch.utils.flop_counter``, plus the fused CPU attention it misses); ``matmul_probe`` is
+a large fp32 matrix product timed like an encoder (the machine's matmul rate in the same
+run); ``matmul_bound_share`` = (FLOPs / matmul rate) / time.
+
 Status of a result: ``ok``; out of memory (``torch.cuda.OutOfMemoryError``,
 ``MemoryError``, a RuntimeError saying so, or a worker killed by SIGKILL, which the
 Linux OOM killer sends) is ``oom``; a call longer than the time limit is ``timeout``;
@@ -33,6 +41,7 @@ as ``skipped``.
 """
 
 import gc
+import math
 import re
 import resource
 import signal
@@ -41,6 +50,7 @@ import time
 from typing import Callable, Optional, Tuple
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
 
 from .models import DTYPES, N_MELS, PAD_MULTIPLE, build_model, num_frames
 
@@ -225,52 +235,56 @@ def _no_progress(msg: str):
     pass
 
 
-def measure_inference(spec: dict, progress: Callable[[str], None] = _no_progress) -> dict:
-    """Time and peak memory of ``spec["warmup"]`` + ``spec["runs"]`` inference forwards.
+def _scan_option(spec: dict):
+    """``spec["compile_scan"]``: the compiled Mamba scan on (else left as the environment says)."""
+    if spec.get("compile_scan"):
+        from ..mixers.mamba import use_compiled_scan
 
-    Returns {"times": [...], "mems": [...], "memory_method": str}; raises on failure.
-    ``progress("forward")`` is called before every forward (the parent's watchdog).
+        use_compiled_scan(True)
+
+
+def prepare_inference(spec: dict) -> Callable[[], torch.Tensor]:
+    """Build ``spec``'s model (eval mode) and input; return the forward to time.
+
+    The forward is ``model.encode`` (front end + Conformer) under ``torch.inference_mode()``
+    (and autocast for fp16 / bf16). A warm-up forward on 1 s of audio has run (lazy
+    initialisations: thread pools, kernels).
     """
     device, dtype = torch.device(spec["device"]), DTYPES[spec["dtype"]]
-    set_threads(spec.get("threads"))
+    _scan_option(spec)
     torch.manual_seed(spec.get("seed", 0))
     model = build_model(spec["model"]).to(device).eval()
-    meter = make_memory_meter(device)
     B, T = spec["batch_size"], num_frames(spec["seconds"])
     n_mels = spec["model"].get("n_mels", N_MELS)
     with torch.inference_mode(), _autocast(device, dtype):
-        tiny = torch.randn(B, num_frames(1.0), n_mels, device=device)
-        model.encode(tiny, None)  # lazy initialisations (thread pools, kernels) go in the baseline
-        del tiny
+        model.encode(torch.randn(B, num_frames(1.0), n_mels, device=device), None)
         feats = torch.randn(B, T, n_mels, device=device)
         mask = torch.zeros(B, T, dtype=torch.bool, device=device) if spec.get("padding_mask") else None
-        meter.set_baseline()
 
-        def forward():
+    def forward():
+        with torch.inference_mode(), _autocast(device, dtype):
             return model.encode(feats, mask)[0]
 
-        return timed_calls(forward, meter, spec, "forward", progress)
+    return forward
 
 
-def measure_train_step(spec: dict, progress: Callable[[str], None] = _no_progress) -> dict:
-    """Wall time and peak memory of BEST-RQ training steps (forward + backward).
+def prepare_train_step(spec: dict) -> Callable[[], None]:
+    """Build ``spec``'s model (train mode) and input; return one BEST-RQ training step to time.
 
     A step: quantizer targets of the clean features, span masking (15%, spans of 4
     frames, N(0, 0.1) noise), the model in train mode (dropout on), cross-entropy on the
     masked encoder frames, backward; gradients are dropped (set to None) after each step.
     fp16 / bf16 use autocast (mixed precision, fp32 weights) as in pre-training.
-    Returns as ``measure_inference`` (``runs`` = timed steps).
     """
     import torch.nn.functional as F
 
     from ..masking import apply_span_mask, encoder_frame_mask
 
     device, dtype = torch.device(spec["device"]), DTYPES[spec["dtype"]]
-    set_threads(spec.get("threads"))
+    _scan_option(spec)
     torch.manual_seed(spec.get("seed", 0))
     gen = torch.Generator().manual_seed(spec.get("seed", 0))
     model = build_model(spec["model"]).to(device).train()
-    meter = make_memory_meter(device)
     B, T = spec["batch_size"], num_frames(spec["seconds"])
     n_mels, stack = spec["model"].get("n_mels", N_MELS), spec["model"].get("stack_frames", PAD_MULTIPLE)
     feats = torch.randn(B, T, n_mels, device=device)
@@ -288,6 +302,31 @@ def measure_train_step(spec: dict, progress: Callable[[str], None] = _no_progres
         model.zero_grad(set_to_none=True)
         return None
 
+    return step
+
+
+def measure_inference(spec: dict, progress: Callable[[str], None] = _no_progress) -> dict:
+    """Time and peak memory of ``spec["warmup"]`` + ``spec["runs"]`` inference forwards
+    (``prepare_inference``).
+
+    Returns {"times": [...], "mems": [...], "memory_method": str}; raises on failure.
+    ``progress("forward")`` is called before every forward (the parent's watchdog).
+    """
+    set_threads(spec.get("threads"))
+    meter = make_memory_meter(spec["device"])
+    forward = prepare_inference(spec)
+    meter.set_baseline()  # model, warm-up and input in the baseline
+    return timed_calls(forward, meter, spec, "forward", progress)
+
+
+def measure_train_step(spec: dict, progress: Callable[[str], None] = _no_progress) -> dict:
+    """Wall time and peak memory of BEST-RQ training steps (``prepare_train_step``).
+
+    Returns as ``measure_inference`` (``runs`` = timed steps).
+    """
+    set_threads(spec.get("threads"))
+    meter = make_memory_meter(spec["device"])
+    step = prepare_train_step(spec)
     meter.set_baseline()
     return timed_calls(step, meter, spec, "training step", progress)
 
@@ -313,6 +352,88 @@ def timed_calls(fn: Callable[[], object], meter, spec: dict, label: str,
 
 # A task name -> its measurement; specs name their task so that a child process can run it.
 TASKS = {"inference": measure_inference, "train": measure_train_step}
+# A task name -> what builds its timed call (the interleaved mode times the calls of all
+# encoders in turn in one process).
+PREPARE = {"inference": prepare_inference, "train": prepare_train_step}
+
+
+# ----------------------------------------------------------------------------- FLOPs and the matmul rate
+def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
+                            **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """The input's and the weight's gradients of a convolution, each as many FLOPs as the forward.
+
+    (torch's own formula builds the weight gradient as a convolution over the batch and
+    leaves the groups out: a depthwise convolution's backward came out d_model times too big.)"""
+    forward = conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+# FlopCounterMode counts the CUDA attention kernels but not the fused CPU one, which
+# ``scaled_dot_product_attention`` calls on CPU: the same formulas (two matrix products).
+# Grouped convolutions' backward: see ``_conv_backward_flop``.
+EXTRA_FLOP_FORMULAS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flop,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward_flop,
+    torch.ops.aten.convolution_backward: _conv_backward_flop,
+}
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of one call of ``fn``, as ``torch.utils.flop_counter`` counts
+    them: matrix products, convolutions and attention (2 per multiply-add), nothing else
+    (normalisations, activations and element-wise products are not counted). fn runs once."""
+    counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+MATMUL_SIZE = 2048  # n of the probe's (n, n) @ (n, n): 17 GFLOP, large enough for the peak rate
+
+
+def matmul_probe(device="cpu", n: int = MATMUL_SIZE) -> Tuple[Callable[[], torch.Tensor], int]:
+    """A large fp32 matrix product to time like an encoder, and its FLOPs (2 n^3): its time
+    gives the machine's matmul rate in the same run (same threads, same load)."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(device)
+    b = torch.randn(n, n, generator=gen).to(device)
+
+    def matmul():
+        return torch.mm(a, b)
+
+    return matmul, 2 * n**3
+
+
+def matmul_bound_share(flops: float, matmul_flops_per_s: float, seconds: float) -> float:
+    """(flops / matmul rate) / seconds: the fraction of a call's time that its FLOPs would
+    take at the machine's matmul rate (1 = as fast as one large matrix product; the rest
+    is time spent outside matrix products or in slower ones). NaN if undefined."""
+    if not (flops >= 0 and matmul_flops_per_s > 0 and seconds > 0):
+        return math.nan
+    return flops / matmul_flops_per_s / seconds
+
+
+def timed_call(fn: Callable[[], object], device) -> float:
+    """Wall seconds of one call of fn, the device synchronised before and after."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - t0
+    del out
+    return elapsed
 
 
 def run_measurement(task: str, spec: dict, progress: Callable[[str], None] = _no_progress) -> dict:

@@ -33,6 +33,15 @@ TRAIN_COLUMNS = [
     "audio_s_per_s", "audio_s_per_s_ci_low", "audio_s_per_s_ci_high", "ci_indicative",
     "mem_mean_mib", "memory_method", "device", "dtype", "error",
 ]
+INTERLEAVED_RUN_COLUMNS = [
+    "mixer", "label", "seconds", "frames", "batch_size", "round", "place", "status", "time_s", "flops",
+    "device", "dtype", "d_model", "num_layers", "encoder_params_m", "error",
+]
+INTERLEAVED_COLUMNS = [
+    "mixer", "label", "seconds", "batch_size", "status", "n_rounds", "statistic", "time_s", "time_best_s",
+    "time_median_s", "gflop", "gflop_per_s", "matmul_gflop_per_s", "matmul_bound_share", "baseline", "speedup_x",
+    "audio_s_per_s", "device", "dtype", "error",
+]
 INDICATIVE_MARK = "†"
 
 
@@ -105,6 +114,30 @@ def train_markdown(rows: List[dict], confidence: float = 0.95) -> str:
             _fmt(r["audio_s_per_s"], ".4g") if ok else "–",
             _ci(r, "audio_s_per_s_ci_low", "audio_s_per_s_ci_high", ".4g"),
             _fmt(r["mem_mean_mib"], ".4g") if ok else "–", r["status"] if ok else f"**{r['status']}**"))
+    return "\n".join(lines)
+
+
+def interleaved_markdown(rows: List[dict], baseline_label: str = "MHSA (RelPosMHAXL)", train: bool = False,
+                         matmul_key: str = "matmul") -> str:
+    """Markdown table of ``stats.interleaved_summary`` rows (the probe's row last, as the rate)."""
+    stat = rows[0]["statistic"] if rows else "best"
+    what = "step" if train else "time"
+    head = (f"| variant | audio (s) | {what} ({stat}, s) | median (s) | "
+            + ("audio s / s | " if train else "")
+            + f"GFLOP | GFLOP/s | share of the matmul-bound time | {baseline_label} / this | status |")
+    lines = [head, "|---|---:|---:|---:|" + ("---:|" if train else "") + "---:|---:|---:|---:|---|"]
+    for r in sorted(rows, key=lambda r: (r["mixer"] == matmul_key, r["seconds"])):
+        ok = r["status"] == STATUS_OK
+        share = r["matmul_bound_share"]
+        cells = [r["label"], f"{r['seconds']:g}", _fmt(r["time_s"]) if ok else "–",
+                 _fmt(r["time_median_s"]) if ok else "–"]
+        if train:
+            cells.append(_fmt(r["audio_s_per_s"], ".4g") if ok and r["mixer"] != matmul_key else "–")
+        cells += [_fmt(r["gflop"], ".4g"), _fmt(r["gflop_per_s"], ".4g") if ok else "–",
+                  "–" if not ok or math.isnan(share) else f"{100 * share:.0f}%",
+                  "–" if r["mixer"] == matmul_key or math.isnan(r["speedup_x"]) else f"{r['speedup_x']:.2f}x",
+                  r["status"] if ok else f"**{r['status']}**"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

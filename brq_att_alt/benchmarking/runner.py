@@ -1,7 +1,12 @@
 """The whole benchmark: options (the one place of every default), presets, and
 ``run_benchmark``, which measures the inference sweep and the training throughput and
 writes the outputs: the CSV files and summary.md first, then machine.txt, the figure last
-(skipped with a message when matplotlib is missing)."""
+(skipped with a message when matplotlib is missing).
+
+With ``interleaved`` the encoders are instead timed in turn in this process, ``rounds``
+times per length (``sweep.run_interleaved``), with FLOPs per call, the achieved FLOP rate,
+the machine's matmul rate measured in the same run and the share of the matmul-bound time
+(no memory, no figure): ratios between encoders that hold on a shared machine."""
 
 import sys
 import time
@@ -15,11 +20,12 @@ from ..csv_files import write_csv
 from .measure import STATUS_ERROR, set_threads
 from .models import BASELINE, DTYPES, VARIANTS, Encoder, config_file_encoders, variant_encoders
 from .report import (
-    RUN_COLUMNS, SUMMARY_COLUMNS, TRAIN_COLUMNS, averages_markdown, exponents_markdown, indicative_note, machine_info,
-    machine_label, memory_note, plot_benchmark, summary_markdown, train_markdown,
+    INTERLEAVED_COLUMNS, INTERLEAVED_RUN_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, TRAIN_COLUMNS, averages_markdown,
+    exponents_markdown, indicative_note, interleaved_markdown, machine_info, machine_label, memory_note,
+    plot_benchmark, summary_markdown, train_markdown,
 )
-from .stats import average_savings, scaling_exponents, summarize, train_summary
-from .sweep import mp_context, run_sweep, worker_memory_limit
+from .stats import STATISTICS, average_savings, interleaved_summary, scaling_exponents, summarize, train_summary
+from .sweep import mp_context, run_interleaved, run_sweep, worker_memory_limit
 
 DEFAULT_LENGTHS = [10, 20, 30, 40, 50, 60, 70, 80]
 LONG_LENGTHS = [10, 30, 60, 120, 240, 360, 480, 600]
@@ -65,6 +71,10 @@ class BenchmarkOptions:
     train_steps: int = 5
     skip_inference: bool = False
     title: Optional[str] = None
+    interleaved: bool = False  # time the encoders in turn in this process (see the module doc)
+    rounds: int = 3  # interleaved: rounds per length
+    statistic: str = "best"  # interleaved: "best" (minimum) or "median" of the rounds
+    compile_scan: bool = False  # Mamba's scan steps through torch.compile (mixers.mamba.use_compiled_scan)
 
 
 def make_options(quick: bool = False, **given) -> BenchmarkOptions:
@@ -111,6 +121,11 @@ def run_benchmark(opts: BenchmarkOptions, log: Callable[[str], None] = print) ->
     device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if opts.dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
+    if opts.statistic not in STATISTICS or opts.rounds < 1:
+        raise ValueError(f"statistic must be one of {', '.join(STATISTICS)} and rounds >= 1, got "
+                         f"{opts.statistic!r} and {opts.rounds}")
+    if opts.interleaved:
+        return run_interleaved_benchmark(opts, device, log, t_start)
     isolate = (device.type == "cpu") if opts.isolate is None else opts.isolate
     if isolate:
         mp_context()  # the forkserver imports the libraries while this process prepares
@@ -121,7 +136,7 @@ def run_benchmark(opts: BenchmarkOptions, log: Callable[[str], None] = print) ->
     base_label = next((e.label for e in encoders if e.key == baseline), "baseline")
     settings = dict(batch_size=opts.batch_size, runs=opts.runs, warmup=opts.warmup, device=str(device),
                     dtype=opts.dtype, time_limit=opts.time_limit or None, seed=opts.seed,
-                    padding_mask=opts.padding_mask, threads=opts.threads)
+                    padding_mask=opts.padding_mask, threads=opts.threads, compile_scan=opts.compile_scan)
     conf = f"{opts.confidence:.0%}"
 
     machine = machine_info(device)
@@ -170,17 +185,7 @@ def run_benchmark(opts: BenchmarkOptions, log: Callable[[str], None] = print) ->
                        "Student-t confidence interval:", train_markdown(tsum, opts.confidence), tsum, opts.confidence)
         result["train"] = tsum
         result["errors"] += [r for r in trows if r["status"] == STATUS_ERROR]
-    elapsed = time.perf_counter() - t_start
-    md.append(f"Total benchmark wall time: {elapsed:.1f} s.")
-    text = "\n".join(md)
-    (out / "summary.md").write_text(text + "\n", encoding="utf-8")
-    machine.update(load_average_end=machine_info(device)["load_average"], command=" ".join(sys.argv),
-                   wall_time_s=round(elapsed, 1), options=asdict(opts))
-    (out / "machine.txt").write_text("".join(f"{k}: {v}\n" for k, v in machine.items()), encoding="utf-8")
-    written += [out / "summary.md", out / "machine.txt"]
-    log("")
-    log(text)
-    result["markdown"] = text
+    _finish(opts, out, device, machine, md, result, t_start, log)
     if result["summary"]:
         runs = f"{opts.runs} runs" + (", indicative" if any(s["ci_indicative"] for s in result["summary"]) else "")
         title = opts.title or (f"BEST-RQ encoders ({_describe_model(opts)}), forward pass, batch {opts.batch_size}, "
@@ -194,6 +199,75 @@ def run_benchmark(opts: BenchmarkOptions, log: Callable[[str], None] = print) ->
     return result
 
 
+def run_interleaved_benchmark(opts: BenchmarkOptions, device: torch.device, log: Callable[[str], None],
+                              t_start: float) -> dict:
+    """The interleaved mode of ``run_benchmark``: writes interleaved_runs.csv, interleaved.csv
+    (and train_interleaved_runs.csv, train_interleaved.csv), summary.md, machine.txt."""
+    out = Path(opts.out)
+    set_threads(opts.threads)
+    encoders = benchmark_encoders(opts)
+    baseline = _baseline_key(opts, encoders)
+    base_label = next((e.label for e in encoders if e.key == baseline), "baseline")
+    settings = dict(batch_size=opts.batch_size, warmup=opts.warmup, device=str(device), dtype=opts.dtype,
+                    time_limit=opts.time_limit or None, seed=opts.seed, padding_mask=opts.padding_mask,
+                    threads=opts.threads, compile_scan=opts.compile_scan)
+    machine = machine_info(device)
+    log(f"# {machine_label(machine)} | interleaved, {opts.rounds} rounds, {opts.statistic} of rounds")
+    for e in encoders:
+        log(f"#   {e.key}: d_model {e.info['d_model']}, {e.info['num_layers']} layers, "
+            f"encoder {e.params_m:.2f}M params")
+    written: List[Path] = []
+    result = dict(rows=[], summary=[], exponents={}, train=[], train_rows=[], markdown="", errors=[],
+                  written=written)
+    md = [f"Machine: {machine_label(machine)}; load average at the start {machine['load_average']} "
+          f"(other processes on the machine slow it down).", ""]
+    rotation = (f"timed in turn in one process, {opts.rounds} rounds, the order rotated by one place each round, "
+                f"{opts.statistic} of the rounds after {max(opts.warmup, 1)} warm-up call(s) each, the first "
+                "counting the FLOPs (torch.utils.flop_counter: matrix products, convolutions, attention); "
+                "matmul rate: a (2048 x 2048) @ (2048 x 2048) fp32 product timed the same way; share of the "
+                "matmul-bound time = (FLOPs / matmul rate) / time")
+    if not opts.skip_inference:
+        rows = [row for seconds in sorted(opts.lengths)
+                for row in run_interleaved(encoders, seconds, settings, "inference", opts.rounds, log)]
+        summary = interleaved_summary(rows, baseline, opts.statistic)
+        written += [write_csv(out / "interleaved_runs.csv", INTERLEAVED_RUN_COLUMNS, rows),
+                    write_csv(out / "interleaved.csv", INTERLEAVED_COLUMNS, summary)]
+        md += [f"Encoders: {_describe_model(opts)}. Forward pass (eval, inference mode), batch {opts.batch_size}, "
+               f"{opts.dtype}, {rotation}.", "", interleaved_markdown(summary, base_label), ""]
+        result.update(rows=rows, summary=summary)
+        result["errors"] += [r for r in rows if r["status"] == STATUS_ERROR]
+    if opts.train_seconds:
+        tb = opts.train_batch_size or opts.batch_size
+        trows = run_interleaved(encoders, opts.train_seconds, {**settings, "batch_size": tb}, "train",
+                                opts.rounds, log)
+        tsum = interleaved_summary(trows, baseline, opts.statistic)
+        written += [write_csv(out / "train_interleaved_runs.csv", INTERLEAVED_RUN_COLUMNS, trows),
+                    write_csv(out / "train_interleaved.csv", INTERLEAVED_COLUMNS, tsum)]
+        md += ["Training throughput (BEST-RQ step: masking, forward, cross-entropy on masked frames, backward), "
+               f"{opts.train_seconds:g} s utterances, batch {tb}, {opts.dtype}, {rotation}.", "",
+               interleaved_markdown(tsum, base_label, train=True), ""]
+        result.update(train=tsum, train_rows=trows)
+        result["errors"] += [r for r in trows if r["status"] == STATUS_ERROR]
+    return _finish(opts, out, device, machine, md, result, t_start, log)
+
+
+def _finish(opts: BenchmarkOptions, out: Path, device: torch.device, machine: dict, md: List[str], result: dict,
+            t_start: float, log: Callable[[str], None]) -> dict:
+    """Write summary.md and machine.txt (wall time, command, options, load at the end) and print."""
+    elapsed = time.perf_counter() - t_start
+    md.append(f"Total benchmark wall time: {elapsed:.1f} s.")
+    text = "\n".join(md)
+    (out / "summary.md").write_text(text + "\n", encoding="utf-8")
+    machine.update(load_average_end=machine_info(device)["load_average"], command=" ".join(sys.argv),
+                   wall_time_s=round(elapsed, 1), options=asdict(opts))
+    (out / "machine.txt").write_text("".join(f"{k}: {v}\n" for k, v in machine.items()), encoding="utf-8")
+    result["written"] += [out / "summary.md", out / "machine.txt"]
+    log("")
+    log(text)
+    result["markdown"] = text
+    return result
+
+
 def _section(text: str, table: str, rows: List[dict], confidence: float) -> List[str]:
     """Markdown lines: a paragraph, its table, and the note on indicative intervals if any."""
     note = indicative_note(rows, confidence)
@@ -201,11 +275,12 @@ def _section(text: str, table: str, rows: List[dict], confidence: float) -> List
 
 
 def _describe_model(opts: BenchmarkOptions) -> str:
+    scan = "; Mamba scan compiled (torch.compile)" if opts.compile_scan else ""
     if opts.configs:
-        return ", ".join(Path(c).stem for c in opts.configs)
+        return ", ".join(Path(c).stem for c in opts.configs) + scan
     parts = [opts.size]
     if opts.width_scale != 1.0:
         parts.append(f"width x{opts.width_scale:g}")
     parts += [f"{k} {v}" for k, v in (("d_model", opts.d_model), ("layers", opts.num_layers),
                                         ("heads", opts.nhead), ("d_ffn", opts.d_ffn)) if v is not None]
-    return ", ".join(parts)
+    return ", ".join(parts) + scan

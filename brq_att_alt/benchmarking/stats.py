@@ -11,6 +11,11 @@ interval is marked *indicative* (``ci_indicative``): it is wide (t = 12.7 for 2 
 3.18 for 4) and rests on a handful of run times whose distribution cannot be checked.
 One run gives no interval.
 
+Interleaved runs (``interleaved_summary``): per encoder the best (minimum) or the median
+of its rounds; the minimum is the usual choice on a shared machine (interference only
+ever adds time). The matmul rate is the probe's FLOPs over its time (same statistic),
+and the share of the matmul-bound time is ``(FLOPs / matmul rate) / time``.
+
 Relative numbers: ``100 * (1 - value / value_baseline)`` (positive = faster / leaner) at
 the same length. Scaling: the exponent a of ``time ~ T^a`` by least squares on log-log.
 """
@@ -21,7 +26,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import scipy.stats
 
-from .measure import STATUS_OK
+from .measure import STATUS_OK, matmul_bound_share
 
 MIN_RUNS_FOR_CI = 5
 
@@ -160,4 +165,59 @@ def train_summary(rows: List[dict], confidence: float = 0.95) -> List[dict]:
             memory_method=ok[0]["memory_method"] if ok else "", device=rs[0]["device"], dtype=rs[0]["dtype"],
             error="" if ok else rs[0].get("error", ""),
         ))
+    return out
+
+
+STATISTICS = ("best", "median")
+
+
+def _statistic(times: Sequence[float], statistic: str) -> float:
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
+    if not times:
+        return math.nan
+    return float(min(times)) if statistic == "best" else float(np.median(times))
+
+
+def interleaved_summary(rows: Iterable[dict], baseline: Optional[str] = None, statistic: str = "best",
+                        matmul_key: str = "matmul") -> List[dict]:
+    """Per-call rows of ``sweep.run_interleaved`` -> one row per (encoder, seconds).
+
+    ``time_s``: the ``statistic`` ("best" = minimum, or "median") of the rounds (both are
+    also given); ``gflop``: FLOPs per call / 1e9; ``gflop_per_s``: achieved rate; the
+    ``matmul_gflop_per_s`` of the probe (``matmul_key``) at the same length and statistic;
+    ``matmul_bound_share`` = (FLOPs / matmul rate) / time; ``speedup_x`` = baseline time /
+    time (the baseline's own is 1); ``audio_s_per_s`` = seconds x batch / time. Failed
+    encoders keep their status and error with NaN numbers.
+    """
+    groups: Dict[Tuple[str, float], List[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["mixer"], float(r["seconds"])), []).append(r)
+    out = []
+    for (mixer, seconds), rs in groups.items():
+        ok = [r for r in rs if r["status"] == STATUS_OK]
+        times = [_as_float(r["time_s"]) for r in ok]
+        flops = next((_as_float(r["flops"]) for r in rs if r.get("flops") not in (None, "")), math.nan)
+        batch = rs[0].get("batch_size")
+        out.append(dict(
+            mixer=mixer, label=rs[0].get("label", mixer), seconds=seconds, batch_size=batch,
+            status=STATUS_OK if ok and all(r["status"] == STATUS_OK for r in rs) else
+            next(r["status"] for r in rs if r["status"] != STATUS_OK),
+            n_rounds=len(ok), statistic=statistic, time_s=_statistic(times, statistic),
+            time_best_s=_statistic(times, "best"), time_median_s=_statistic(times, "median"),
+            gflop=flops / 1e9, device=rs[0].get("device", ""), dtype=rs[0].get("dtype", ""),
+            error=next((r.get("error", "") for r in rs if r["status"] != STATUS_OK), ""),
+        ))
+    rate = {s["seconds"]: s["gflop"] / s["time_s"] for s in out if s["mixer"] == matmul_key and s["time_s"] > 0}
+    ref = {s["seconds"]: s["time_s"] for s in out if s["mixer"] == baseline}
+    for s in out:
+        t, mm = s["time_s"], rate.get(s["seconds"], math.nan)
+        s["gflop_per_s"] = s["gflop"] / t if t > 0 else math.nan
+        s["matmul_gflop_per_s"] = mm
+        s["matmul_bound_share"] = matmul_bound_share(s["gflop"], mm, t)
+        b = ref.get(s["seconds"], math.nan)
+        s["baseline"] = baseline or ""
+        s["speedup_x"] = b / t if t > 0 and b > 0 else math.nan
+        s["audio_s_per_s"] = (s["seconds"] * int(s["batch_size"]) / t
+                              if t > 0 and str(s["batch_size"]).strip() not in ("", "None") else math.nan)
     return out

@@ -4,6 +4,12 @@ Order: encoder by encoder, lengths ascending; a failed configuration (oom / time
 error) gives one row with that status, and every longer length of the same encoder a
 ``skipped`` row (it would fail too, and an OOM can take minutes to reach).
 
+Interleaved (``run_interleaved``): every encoder is built in this process, then timed in
+turn, round after round, with a large matrix product (the machine's matmul rate) among
+them; the order rotates by one place each round (``interleaved_order``), so that each
+encoder takes each place once every n rounds. Another process that slows the machine for
+a while then slows every encoder alike, and the ratios between them hold.
+
 Isolation: a configuration can run in a child forked from a forkserver that has only
 imported the libraries (cheap start-ups, a fresh address space for the CPU memory
 meter), with a hard time limit per call (the child is killed) and optionally an
@@ -24,7 +30,8 @@ import numpy as np
 import torch
 
 from .measure import (
-    STATUS_OK, STATUS_SKIPPED, STATUS_TIMEOUT, classify_exit_code, failure_result, proc_status_kib, run_measurement,
+    PREPARE, STATUS_OK, STATUS_SKIPPED, STATUS_TIMEOUT, TimeLimitExceeded, classify_exit_code, count_flops,
+    failure_result, matmul_probe, proc_status_kib, run_measurement, set_threads, timed_call,
 )
 from .models import Encoder, num_frames
 
@@ -195,4 +202,94 @@ def run_sweep(
                              "memory_method": result["memory_method"], "error": ""})
             log(f"{tag} {np.mean(result['times']):.4g} s/{what}, peak {np.mean(result['mems']):.4g} MiB "
                 f"({len(result['times'])} runs, {wall:.1f} s wall)")
+    return rows
+
+
+# ----------------------------------------------------------------------------- interleaved
+MATMUL_KEY = "matmul"
+
+
+def interleaved_order(keys: Sequence[str], rounds: int) -> List[List[str]]:
+    """The order of the calls, one list per round: ``keys`` rotated left by the round's number
+    (round r starts with keys[r % n]), so that each key takes each place once every n rounds."""
+    keys = list(keys)
+    n = len(keys)
+    return [keys[r % n:] + keys[: r % n] for r in range(rounds)] if n else [[] for _ in range(rounds)]
+
+
+def run_interleaved(
+    encoders: Sequence[Encoder],
+    seconds: float,
+    settings: Dict[str, object],
+    task: str = "inference",
+    rounds: int = 3,
+    log: Callable[[str], None] = lambda msg: None,
+) -> List[dict]:
+    """Time every encoder's call (``measure.PREPARE[task]``) in turn, ``rounds`` times, in this
+    process, with ``measure.matmul_probe`` as one more entry of the rotation.
+
+    Before the rounds: ``settings["warmup"]`` (at least 1) untimed calls of each, the first
+    one counting the FLOPs (``measure.count_flops``). An encoder that fails (build, call,
+    or a call over ``time_limit``) is recorded with its status and left out of later rounds.
+    Returns one row per timed call: mixer, label, seconds, frames, batch_size, device, dtype,
+    round, place, status, time_s, flops, error (the probe's rows have mixer ``matmul``).
+    """
+    limit = settings.get("time_limit")
+    set_threads(settings.get("threads"))
+    calls, flops, failed, info = {}, {}, {}, {}
+    for enc in encoders:
+        spec = {"model": enc.config, "seconds": seconds, **settings}
+        info[enc.key] = dict(enc.info, seconds=seconds, frames=num_frames(seconds), batch_size=spec["batch_size"],
+                             device=spec["device"], dtype=spec["dtype"])
+        try:
+            calls[enc.key] = PREPARE[task](spec)
+        except Exception as exc:  # noqa: BLE001 - recorded, the others go on
+            failed[enc.key] = failure_result(exc)
+    device = settings["device"]
+    probe, probe_flops = matmul_probe(device)
+    calls[MATMUL_KEY], flops[MATMUL_KEY] = probe, probe_flops
+    info[MATMUL_KEY] = dict(mixer=MATMUL_KEY, label="fp32 matmul (n x n) @ (n x n), n = "
+                            f"{round((probe_flops / 2) ** (1 / 3))}", seconds=seconds, frames="", batch_size="",
+                            device=device, dtype="fp32")
+
+    def run(key: str, what: str) -> Optional[float]:
+        try:
+            elapsed = timed_call(calls[key], device)
+            if limit is not None and elapsed > limit:
+                raise TimeLimitExceeded(f"{what} took {elapsed:.1f} s > time limit {limit:g} s")
+            return elapsed
+        except Exception as exc:  # noqa: BLE001
+            failed[key] = failure_result(exc)
+            calls.pop(key)
+            gc.collect()
+            log(f"[interleaved {task} {key} {seconds:g} s] {failed[key]['status'].upper()}: {failed[key]['error']}")
+            return None
+
+    for key in list(calls):
+        if key == MATMUL_KEY:
+            run(key, "warm-up call")
+        else:
+            try:
+                flops[key] = count_flops(calls[key])
+            except Exception as exc:  # noqa: BLE001
+                failed[key] = failure_result(exc)
+                calls.pop(key)
+                continue
+        for _ in range(max(int(settings.get("warmup", 1)), 1) - 1):
+            if key in calls:
+                run(key, "warm-up call")
+    rows: List[dict] = []
+    for r, order in enumerate(interleaved_order([k for k in info if k in calls], rounds), start=1):
+        for place, key in enumerate(order, start=1):
+            if key not in calls:
+                continue
+            elapsed = run(key, "call")
+            if elapsed is not None:
+                rows.append({**info[key], "round": r, "place": place, "status": STATUS_OK, "time_s": elapsed,
+                             "flops": flops[key], "error": ""})
+        log(f"[interleaved {task} {seconds:g} s] round {r}/{rounds}: " + ", ".join(
+            f"{row['mixer']} {row['time_s']:.3g} s" for row in rows if row["round"] == r))
+    for key, result in failed.items():
+        rows.append({**info[key], "round": "", "place": "", "status": result["status"], "flops": flops.get(key, ""),
+                     "error": result.get("error", "")})
     return rows

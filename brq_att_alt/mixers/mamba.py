@@ -3,14 +3,22 @@
 ``Mamba`` is one causal selective-SSM block; ``BiMamba`` (registered as ``mamba``)
 adds a second block run on each sequence reversed *within its own length*, so the
 mixer is padding-exact. On CPU (or on CUDA without the kernels) the selective scan
-is pure PyTorch: time is cut into blocks of ``chunk_size`` frames carrying the state,
-and each block is scanned in log depth with O(T) work (no loop over frames). On CUDA
-the kernels of ``mamba-ssm`` and ``causal-conv1d`` are used when they can be imported;
-without them a CUDA input takes the PyTorch scan, with one warning per process.
+is pure PyTorch, with time before channels (the layout of the Linear layers around it):
+without autograd (inference, and the forward of a checkpointed training block) it steps
+through cache-sized blocks of frames, one in-place operation per frame; when autograd
+records, time is cut into blocks of ``chunk_size`` frames carrying the state, each
+scanned in log depth with O(T) work and recomputed in backward. Optionally
+(``use_compiled_scan`` or the environment variable ``BRQ_ATT_ALT_COMPILE_SCAN=1``) the
+steps without autograd run as one ``torch.compile``d loop per block (about 3x faster on
+CPU); if it cannot be compiled (no C++ compiler, ...) the eager steps are used, with one
+warning. On CUDA the kernels of ``mamba-ssm`` and ``causal-conv1d`` are used when they
+can be imported; without them a CUDA input takes the PyTorch scan, with one warning per
+process.
 """
 
 import functools
 import math
+import os
 import warnings
 from typing import Optional, Tuple, Union
 
@@ -25,6 +33,9 @@ DEFAULT_CHUNK_SIZE = 128
 # mmap'ed and page-faulted afresh on every allocation (glibc's 32 MiB mmap threshold),
 # which measured ~4x slower per element than heap-reused ones.
 CPU_BLOCK_BYTES = 16 * 2**20
+# Without autograd the scan steps through sub-blocks whose two (B, frames, D, N) buffers stay
+# this small (cache-sized; measured fastest at 2-4 MiB for the base Mamba at 80 s).
+FAST_BLOCK_BYTES = 4 * 2**20
 CUDA_INSTALL_HINT = 'pip install -e ".[cuda]"'  # from the repository: mamba-ssm, causal-conv1d
 
 
@@ -52,6 +63,41 @@ def _finish(y, u, D, z, dtype):
     if z is not None:
         y = y * F.silu(z.to(y.dtype))
     return y.to(dtype)
+
+
+SOFTPLUS_THRESHOLD = 20.0  # F.softplus's: above it, softplus(x) = x
+
+
+def _softplus_values(x: torch.Tensor) -> torch.Tensor:
+    """F.softplus(x) (beta 1, threshold 20) to float rounding, with vectorised operations only.
+
+    ATen's softplus calls a scalar log1p (about 10 ns per element on CPU, as much as the rest
+    of the scan); here log1p(e), e = exp(x), is log(u) + (e - (u - 1)) / u with u = 1 + e
+    (log of the rounded sum, corrected by the rounding error: a few ulps, and e itself where
+    1 + e rounds to 1). Above the threshold x is returned: x - 20 is added to softplus(20),
+    which is 20 to fp32 rounding (2e-9 more in fp64).
+    """
+    e = x.clamp(max=SOFTPLUS_THRESHOLD)
+    over = x - e if bool(x.max() > SOFTPLUS_THRESHOLD) else None
+    e.exp_()
+    u = e + 1.0
+    correction = torch.sub(u, 1.0).neg_().add_(e).div_(u)  # (e - (u - 1)) / u
+    out = u.log_().add_(correction)
+    return out if over is None else out.add_(over)
+
+
+class _Softplus(torch.autograd.Function):
+    """softplus with ``_softplus_values`` forward and d/dx = sigmoid(x) (1 above the threshold)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return _softplus_values(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.where(x > SOFTPLUS_THRESHOLD, torch.ones_like(x), torch.sigmoid(x))
 
 
 def _linear_scan_(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
@@ -124,17 +170,178 @@ class _Recompute(torch.autograd.Function):
         return (None, *(next(grads) if x.requires_grad else None for x in inputs))
 
 
-def _scan_block(u, delta, A, B, C, h0):
-    """Selective scan of one block of frames, starting from state h0, time first.
+def _scan_block(delta, du, A, B, C, h0):
+    """Selective scan of one block of frames, starting from state h0, time second.
 
-    u, delta: (t, B, D) fp32 (delta after softplus); A: (D, N); B, C: (t, B, N);
-    h0: (B, D, N). Returns y (t, B, D) without skip and gate, and the last state (B, D, N).
+    delta, du = delta * u: (B, t, D) fp32 (delta after softplus); A: (D, N); B, C: (B, t, N);
+    h0: (B, D, N). Returns y (B, t, D) without skip and gate, and the last state (B, D, N).
+    With autograd on (training, or the backward's recomputation) the block is scanned in
+    log depth on time-first tensors (``_LinearScanFn``); without (inference, and the
+    forward of a checkpointed block) by ``_scan_no_grad``.
     """
-    decay = (delta.unsqueeze(-1) * A).exp_()  # (t, B, D, N), in (0, 1]
-    drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # (t, B, D, N)
+    if not torch.is_grad_enabled():
+        y = du.new_empty(du.shape)
+        return y, _scan_no_grad(delta, du, A, B, C, h0, y)
+    delta, du, B, C = [x.transpose(0, 1).contiguous() for x in (delta, du, B, C)]  # (t, B, ...)
+    decay = (delta.unsqueeze(-1) * A).exp()  # (t, B, D, N), in (0, 1]
+    drive = du.unsqueeze(-1) * B.unsqueeze(2)  # (t, B, D, N)
     h = _LinearScanFn.apply(decay, drive, h0)
     y = torch.matmul(h, C.unsqueeze(-1)).squeeze(-1)  # (t, B, D): C_t . h_t
-    return y, h[-1].clone()  # a copy, so that the block's states can be freed
+    return y.transpose(0, 1), h[-1].clone()  # a copy, so that the block's states can be freed
+
+
+def _block_frames(batch: int, d_inner: int, d_state: int, limit_bytes: int, chunk_size: int) -> int:
+    """Frames per block such that a (B, frames, D, N) fp32 tensor stays under ``limit_bytes``."""
+    return max(1, min(chunk_size, limit_bytes // (batch * d_inner * d_state * 4)))
+
+
+COMPILE_ENV = "BRQ_ATT_ALT_COMPILE_SCAN"
+COMPILED_BLOCK_FRAMES = 16  # frames per call of the compiled loop (unrolled into one kernel)
+_COMPILED = {"enabled": None, "fn": None}  # enabled None: follow COMPILE_ENV; fn False: failed
+
+
+def use_compiled_scan(enabled: Optional[bool] = True) -> None:
+    """Run the scan's no-autograd steps through ``torch.compile`` (True), eagerly (False), or as
+    the environment variable ``BRQ_ATT_ALT_COMPILE_SCAN`` says (None, the default; "1" = on).
+    Off by default: the first call per shape compiles for seconds and needs a C++ compiler."""
+    _COMPILED["enabled"] = enabled
+
+
+def _compiled_scan_wanted() -> bool:
+    enabled = _COMPILED["enabled"]
+    if enabled is None:
+        enabled = os.environ.get(COMPILE_ENV, "0") not in ("", "0", "false", "False")
+    return bool(enabled) and _COMPILED["fn"] is not False
+
+
+def _scan_frames(delta, du, A, B, C, h):
+    """The recurrence frame by frame (written for torch.compile, which fuses the unrolled
+    frames into one loop over the state): delta, du (B, L, D), A (D, N), B, C (B, L, N),
+    h (B, D, N) -> y (B, L, D), last state."""
+    ys = []
+    for t in range(delta.shape[1]):
+        h = torch.exp(delta[:, t, :, None] * A) * h + du[:, t, :, None] * B[:, t, None, :]
+        ys.append((h * C[:, t, None, :]).sum(-1))
+    return torch.stack(ys, dim=1), h
+
+
+def _compiled_frames():
+    """The compiled ``_scan_frames`` (built once), or None if compilation is unavailable."""
+    if _COMPILED["fn"] is None:
+        try:
+            _COMPILED["fn"] = torch.compile(_scan_frames, dynamic=False)
+        except Exception as err:  # noqa: BLE001 - e.g. torch.compile unsupported here
+            _compile_failed(err)
+    return _COMPILED["fn"] or None
+
+
+def _compile_failed(err: BaseException) -> None:
+    _COMPILED["fn"] = False
+    warnings.warn(f"The compiled Mamba scan is unavailable ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                  "using the eager PyTorch scan.", RuntimeWarning, stacklevel=3)
+
+
+def _scan_no_grad(delta, du, A, B, C, h, y):
+    """The scan without autograd, written into y (B, T, D); returns the last state (B, D, N).
+
+    Sub-blocks of ``FAST_BLOCK_BYTES`` per (B, frames, D, N) buffer (two buffers, reused):
+    decay exp(delta A) and drive delta u B are written in place, then each frame takes one
+    in-place step h_t = decay_t h_{t-1} + drive_t from the previous one (one operation per
+    frame on B x D x N values), and y_t = C_t . h_t is one batched matrix-vector product per
+    sub-block. Shapes as ``_scan_block``; h (B, D, N) is the starting state (not modified).
+    """
+    batch, T, d_inner = du.shape
+    d_state = A.shape[1]
+    if _compiled_scan_wanted() and T >= COMPILED_BLOCK_FRAMES:
+        frames = _compiled_frames()
+        done, h0 = T - T % COMPILED_BLOCK_FRAMES, h
+        try:
+            for start in range(0, done, COMPILED_BLOCK_FRAMES) if frames is not None else ():
+                part = slice(start, start + COMPILED_BLOCK_FRAMES)
+                y[:, part], h = frames(delta[:, part], du[:, part], A, B[:, part], C[:, part], h)
+        except Exception as err:  # noqa: BLE001 - the compiler failed (first use): all eager from here
+            _compile_failed(err)
+            h = h0
+        else:
+            if frames is not None:
+                if done == T:
+                    return h
+                return _scan_no_grad(delta[:, done:], du[:, done:], A, B[:, done:], C[:, done:], h, y[:, done:])
+    limit = min(FAST_BLOCK_BYTES, CPU_BLOCK_BYTES) if du.device.type == "cpu" else FAST_BLOCK_BYTES
+    L = _block_frames(batch, d_inner, d_state, limit, T)
+    decay = du.new_empty(batch, L, d_inner, d_state)
+    drive = du.new_empty(batch, L, d_inner, d_state)
+    for start in range(0, T, L):
+        n = min(L, T - start)
+        a, b = decay[:, :n], drive[:, :n]
+        torch.mul(delta[:, start : start + n, :, None], A, out=a).exp_()
+        torch.mul(du[:, start : start + n, :, None], B[:, start : start + n, None, :], out=b)
+        steps_a, steps_b = a.unbind(1), b.unbind(1)
+        steps_b[0].addcmul_(steps_a[0], h)
+        for t in range(1, n):
+            steps_b[t].addcmul_(steps_a[t], steps_b[t - 1])
+        for i in range(batch):  # y_t = C_t . h_t, as (1, N) @ (N, D) products written straight into y
+            torch.bmm(C[i, start : start + n, None, :], b[i].transpose(1, 2), out=y[i, start : start + n, None, :])
+        h = steps_b[n - 1].clone()
+    return h
+
+
+def selective_scan_time_major(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+    z: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    checkpoint_blocks: bool = True,
+) -> torch.Tensor:
+    """``selective_scan`` with time before channels: u, delta, z (B, T, D); B, C (B, T, N);
+    returns y (B, T, D). The layout of the Linear layers around it (no transposed copies)."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    dtype = u.dtype
+    compute = torch.promote_types(dtype, torch.float32)
+    u, A, B, C = u.to(compute), A.to(compute), B.to(compute), C.to(compute)
+    delta = delta.to(compute)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(compute)
+    if delta_softplus:
+        delta = _Softplus.apply(delta)
+    du = delta * u
+    batch, T, d_inner = u.shape
+    h = u.new_zeros(batch, d_inner, A.shape[1])
+    with torch.autocast(u.device.type, enabled=False):  # keep the products in fp32
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))):
+            y = u.new_empty(batch, T, d_inner)
+            _scan_no_grad(delta, du, A, B, C, h, y)
+        else:
+            if u.device.type == "cpu":
+                chunk_size = _block_frames(batch, d_inner, A.shape[1], CPU_BLOCK_BYTES, chunk_size)
+            ys = []
+            for start in range(0, T, chunk_size):
+                args = [x[:, start : start + chunk_size] for x in (delta, du)] + [A] + [
+                    x[:, start : start + chunk_size] for x in (B, C)] + [h]
+                if checkpoint_blocks:
+                    y_block, h = _Recompute.apply(_scan_block, *args)
+                else:
+                    y_block, h = _scan_block(*args)
+                ys.append(y_block)
+            y = torch.cat(ys, dim=1)
+    if not torch.is_grad_enabled():  # inference: skip and gate in place
+        if D is not None:
+            y.addcmul_(u, D.to(compute))
+        if z is not None:
+            y.mul_(F.silu(z.to(compute)))
+        return y.to(dtype)
+    if D is not None:
+        y = y + u * D.to(compute)
+    if z is not None:
+        y = y * F.silu(z.to(compute))
+    return y.to(dtype)
 
 
 def selective_scan(
@@ -160,33 +367,18 @@ def selective_scan(
         D: (D,) skip, or None; z: (B, D, T) gate, or None.
         delta_bias: (D,) added to delta; delta_softplus: apply softplus to delta.
         chunk_size: frames per block; memory is O(B * chunk_size * D * N), whatever T.
-            On CPU a block is also capped at ``CPU_BLOCK_BYTES`` per (frames, B, D, N) tensor.
+            On CPU a block is also capped at ``CPU_BLOCK_BYTES`` per (B, frames, D, N) tensor.
         checkpoint_blocks: when autograd records, recompute each block in backward
             instead of keeping its (B, D, chunk, N) intermediates (T-independent memory).
     Returns:
         y: (B, D, T), dtype of u. Computed in fp32 (fp64 for fp64 inputs).
+
+    Computed by ``selective_scan_time_major`` on (B, T, .) views of the inputs.
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    dtype = u.dtype
-    u, delta, A, B, C = _upcast(u, delta, A, B, C, delta_bias, delta_softplus)
-    time_first = [x.permute(2, 0, 1) for x in (u, delta, B, C)]  # (T, B, D) / (T, B, N)
-    h = u.new_zeros(u.shape[0], A.shape[0], A.shape[1])
-    if u.device.type == "cpu":
-        chunk_size = min(chunk_size, max(1, CPU_BLOCK_BYTES // (h.numel() * h.element_size())))
-    record = checkpoint_blocks and torch.is_grad_enabled()
-    ys = []
-    with torch.autocast(u.device.type, enabled=False):  # keep the matmul in fp32
-        for start in range(0, u.shape[-1], chunk_size):
-            u_t, delta_t, B_t, C_t = [x[start : start + chunk_size] for x in time_first]
-            args = (u_t.contiguous(), delta_t.contiguous(), A, B_t, C_t, h)
-            if record and any(t.requires_grad for t in args):
-                y, h = _Recompute.apply(_scan_block, *args)
-            else:
-                y, h = _scan_block(*args)
-            ys.append(y)
-    y = torch.cat(ys, dim=0).permute(1, 2, 0)  # (B, D, T)
-    return _finish(y, u, D, z, dtype)
+    t = [None if x is None else x.transpose(1, 2) for x in (u, delta, B, C, z)]
+    y = selective_scan_time_major(t[0], t[1], A, t[2], t[3], D, t[4], delta_bias, delta_softplus, chunk_size,
+                                  checkpoint_blocks)
+    return y.transpose(1, 2)
 
 
 def selective_scan_reference(
@@ -348,20 +540,42 @@ class Mamba(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, d_model) -> (B, T, d_model)."""
-        u, z = self.in_proj(x).transpose(1, 2).chunk(2, dim=1)  # (B, d_inner, T) each
         kernels = self._kernels(x)
         if kernels is None:
-            u = F.silu(self.conv1d(F.pad(u, (self.d_conv - 1, 0))))  # left padding: causal
-            scan = functools.partial(selective_scan, chunk_size=self.chunk_size)
-            A, D, dt_bias = -torch.exp(self.A_log), self.D, self.dt_proj.bias
-        else:  # same call as mamba_simple's non-fused path
-            scan, conv = kernels
-            u = conv(u.contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
-            z = z.contiguous()
-            A, D, dt_bias = -torch.exp(self.A_log.float()), self.D.float(), self.dt_proj.bias.float()
+            return self._forward_pytorch(x)
+        # CUDA kernels: the same call as mamba_simple's non-fused path, channels before time
+        u, z = self.in_proj(x).transpose(1, 2).chunk(2, dim=1)  # (B, d_inner, T) each
+        scan, conv = kernels
+        u = conv(u.contiguous(), self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
+        z = z.contiguous()
+        A, D, dt_bias = -torch.exp(self.A_log.float()), self.D.float(), self.dt_proj.bias.float()
         delta, B, C = self._ssm_inputs(u)
         y = scan(u, delta, A, B, C, D, z=z, delta_bias=dt_bias, delta_softplus=True)
         return self.out_proj(y.transpose(1, 2))
+
+    def _forward_pytorch(self, x: torch.Tensor) -> torch.Tensor:
+        """The same block with time before channels throughout (the Linear layers' layout, no
+        transposed copies) and the PyTorch scan (``selective_scan_time_major``)."""
+        u, z = self.in_proj(x).split(self.d_inner, dim=-1)  # (B, T, d_inner) views
+        u = self._causal_conv(u)
+        u = F.silu(u, inplace=True) if not torch.is_grad_enabled() else F.silu(u)
+        dt, B, C = torch.split(self.x_proj(u), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight)  # (B, T, d_inner); bias goes to the scan
+        y = selective_scan_time_major(u, delta, -torch.exp(self.A_log), B, C, self.D, z=z,
+                                      delta_bias=self.dt_proj.bias, delta_softplus=True, chunk_size=self.chunk_size)
+        return self.out_proj(y)
+
+    def _causal_conv(self, u: torch.Tensor) -> torch.Tensor:
+        """Depthwise causal convolution of u (B, T, d_inner) -> (B, T, d_inner), before the SiLU.
+
+        ``conv1d`` on the input padded with d_conv - 1 zero frames on the left, run as a
+        (d_conv x 1) Conv2d in channels-last memory format, for which (B, T, d_inner) is the
+        layout (the padding is the only copy)."""
+        batch, T, d = u.shape
+        padded = F.pad(u, (0, 0, self.d_conv - 1, 0)).view(batch, T + self.d_conv - 1, 1, d).permute(0, 3, 1, 2)
+        weight = self.conv1d.weight.unsqueeze(-1).contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(padded, weight, self.conv1d.bias, groups=d)  # (B, d, T, 1), channels last
+        return y.permute(0, 2, 3, 1).reshape(batch, T, d)
 
 
 class BiMamba(nn.Module):

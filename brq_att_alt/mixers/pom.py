@@ -67,7 +67,15 @@ class PolynomialMixer(nn.Module):
     def polynomials(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, d_model) -> h (B, T, k*e*d_model): running products of the k GELU chunks per group."""
         h = F.gelu(self.po_proj(x)).unflatten(-1, (self.groups, self.degree, -1))  # (B, T, G, k, e*d/G)
-        return torch.cumprod(h, dim=3).flatten(2)
+        if not torch.is_grad_enabled():  # inference: the running products in place
+            for i in range(1, self.degree):
+                h[..., i, :].mul_(h[..., i - 1, :])
+            return h.flatten(2)
+        chunks = h.unbind(3)  # explicit products: torch.cumprod's backward is ~20x slower here
+        products = [chunks[0]]
+        for chunk in chunks[1:]:
+            products.append(products[-1] * chunk)
+        return torch.stack(products, dim=3).flatten(2)
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x (B, T, d_model), mask (B, T) True = padded -> (B, T, d_model), padded frames zero."""
@@ -80,7 +88,9 @@ class PolynomialMixer(nn.Module):
             H = (total / torch.cumsum(valid.float(), dim=1).clamp(min=1)).to(h.dtype)  # (B, T, D)
         else:
             H = masked_mean(h, mask)  # (B, 1, D)
-        y = self.out_proj(torch.sigmoid(self.se_proj(x)) * H)
+        gate = self.se_proj(x)
+        gate = torch.sigmoid(gate) * H if torch.is_grad_enabled() else gate.sigmoid_().mul_(H)
+        y = self.out_proj(gate)
         if self.norm is not None:
             y = self.norm(y)
         return zero_padded(y, mask)

@@ -36,6 +36,7 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..layers import ACTIVATIONS, activation_class
 from ..padding import masked_mean, zero_padded
@@ -104,6 +105,12 @@ class SummaryMixing(nn.Module):
             y = self.merge(s_bar).repeat(1, T, 1)
         else:
             local = self.local_norm(self.local_proj(x))  # (B, T, local_proj_out_dim)
-            s_bar = self.summary_norm(s_bar).expand(B, T, -1)
-            y = self.merge(torch.cat([local, s_bar], dim=-1))
+            # c([LN(f(x_t)), LN(s_bar)]) = act(W_l LN(f(x_t)) + (W_s LN(s_bar) + b)): the summary's
+            # half of the merge is the same for every frame, computed once (not T times).
+            weight, bias = self.merge[0].weight, self.merge[0].bias
+            n_local = local.shape[-1]
+            summary = F.linear(self.summary_norm(s_bar), weight[:, n_local:], bias)  # (B, 1, d_model)
+            y = torch.baddbmm(summary, local, weight[:, :n_local].t().expand(B, -1, -1))
+            act = self.merge[1]
+            y = F.silu(y, inplace=True) if isinstance(act, nn.SiLU) and not torch.is_grad_enabled() else act(y)
         return zero_padded(y, key_padding_mask)
