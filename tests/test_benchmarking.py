@@ -504,7 +504,7 @@ def test_profiling_op_classes_and_parts():
              "aten::_softmax": "softmax", "aten::frobnicate": "other"}
     assert {k: profiling.op_category(k) for k in cases} == cases
     torch.manual_seed(0)
-    model = BestRQModel("mamba", **TINY, codebook_size=16).eval()
+    model = BestRQModel("mamba", **dict(TINY_MODEL, codebook_size=16)).eval()
     parts = profiling.part_times(model, torch.randn(1, 40, 80))
     assert parts["mixer"] > 0 and parts["  of the mixer: Mamba selective scan"] > 0
     named = [v for k, v in parts.items() if k not in ("total", "  of the mixer: Mamba selective scan")]
