@@ -250,6 +250,35 @@ class PieceRunner:
             self.bar.close()
 
 
+# ------------------------------------------------------------------ seeds -> one figure
+Z95 = 1.959963984540054
+
+
+def combine_seeds(values: Sequence[float], intervals: Sequence[Optional[Sequence[float]]],
+                  confidence: float = 0.95) -> Dict[str, Optional[float]]:
+    """The mean over seeds of one metric and its interval.
+
+    ``values``: the metric of each seed's run; ``intervals``: each run's 95% interval over its
+    test items (None when the run has none). The mean's interval treats the runs as independent
+    estimates with normal errors: each run's standard error is its interval's width / (2 x 1.96),
+    the mean's is sqrt(sum se_i^2) / n, and the interval is mean +- 1.96 x that (test-item
+    sampling only: the seeds' own spread is ``min`` / ``max``, shown beside it). ``low`` / ``high``
+    are None when a run has no interval. ``confidence`` must be 0.95 (the runs' intervals are).
+    """
+    if confidence != 0.95:
+        raise ValueError("combine_seeds combines 95% intervals only")
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("combine_seeds needs at least one value")
+    mean = sum(vals) / len(vals)
+    out: Dict[str, Optional[float]] = {"mean": mean, "low": None, "high": None, "min": min(vals), "max": max(vals),
+                                       "seeds": len(vals)}
+    if len(intervals) == len(vals) and all(ci is not None and len(ci) == 2 for ci in intervals):
+        se = math.sqrt(sum(((hi - lo) / (2 * Z95)) ** 2 for lo, hi in intervals)) / len(vals)
+        out["low"], out["high"] = mean - Z95 * se, mean + Z95 * se
+    return out
+
+
 # ------------------------------------------------------------------ command line
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m brq_att_alt.reproduce",

@@ -120,6 +120,20 @@ def label_pipeline(data_list, key: str, encoder, save_path):
 
 
 # ------------------------------------------------------------------ brains
+_SHARED_HIDDEN_CACHES: Dict[tuple, Dict[str, torch.Tensor]] = {}
+
+
+def _encoder_key(encoder) -> tuple:
+    """What identifies a frozen encoder's weights: its checkpoint folder or random-twin seed, and
+    its configuration; an encoder of neither kind (built in memory) is only itself."""
+    encoder = getattr(encoder, "module", encoder)
+    checkpoint, init = getattr(encoder, "checkpoint", None), getattr(encoder, "init", "pretrained")
+    if checkpoint is None and init == "pretrained":
+        return ("object", id(encoder))
+    config = json.dumps(getattr(encoder, "config", {}), sort_keys=True, default=str)
+    return (str(Path(checkpoint).resolve()) if checkpoint is not None else None, init, config)
+
+
 class ProbeBrain(FaultTolerantBrain):
     """Frozen encoder (``modules.encoder``) + ``modules.weighted_sum`` + a probe."""
 
@@ -128,7 +142,8 @@ class ProbeBrain(FaultTolerantBrain):
 
         With ``cache_hidden: True`` in the YAML, every utterance's hidden states are
         kept in memory after its first pass (the encoder is frozen, deterministic and
-        padding-invariant), so later epochs skip the encoder: for small data only.
+        padding-invariant), so later epochs skip the encoder: for small data only. The cache
+        is shared by the probes of the process that use the same weights (``_hidden_cache``).
         """
         wavs, wav_lens = batch.sig
         cache = self._hidden_cache() if getattr(self.hparams, "cache_hidden", False) else None
@@ -151,9 +166,12 @@ class ProbeBrain(FaultTolerantBrain):
         lens = valid.float() / max(padding_mask.shape[1], 1)
         return feats, lens
 
-    def _hidden_cache(self):
+    def _hidden_cache(self) -> Dict[str, torch.Tensor]:
+        """{utterance id: hidden states} of this encoder, shared by every ProbeBrain of the process
+        whose encoder has the same weights (same checkpoint, or same random-twin seed, and same
+        configuration): the folds of a task (IEMOCAP) encode each utterance once."""
         if not hasattr(self, "_cache"):
-            self._cache = {}
+            self._cache = _SHARED_HIDDEN_CACHES.setdefault(_encoder_key(self.modules.encoder), {})
         return self._cache
 
     def init_optimizers(self):

@@ -67,26 +67,41 @@ TASK_NAMES = {
     "IEMOCAP_ER": "Emotion recognition IEMOCAP",
 }
 
-# --tiny: what every recipe and each (task, probe_name) gets; the tests use this table too
-TINY_COMMON = {"number_of_epochs": 3, "train_subset": 64, "valid_subset": 16, "cache_hidden": True,
-               "batch_size": 8, "test_batch_size": 8}
+# --tiny: what every recipe and each (task, probe_name) gets; the tests use this table too.
+# Sized for minutes on a CPU with a tiny pre-trained encoder and the synthetic corpus: data
+# subsets, small probes, hidden states cached after the first epoch (probe epochs then skip
+# the encoder), a higher learning rate than MP3S's for the few epochs.
+TINY_COMMON = {"number_of_epochs": 15, "train_subset": 384, "valid_subset": 64, "cache_hidden": True,
+               "batch_size": 16, "test_batch_size": 16, "lr": 0.002}
 TINY_ECAPA = {"ecapa_channels": "[64,64,64,64,192]", "ecapa_attention_channels": 16, "ecapa_se_channels": 16,
               "emb_dim": 32}
+# speaker verification on the synthetic corpus: 12 voices held out for the trials, whole utterances
+# (no 3 s crops, which would forbid the cache; the synthetic utterances are 1-7 s long)
+TINY_SV = {"train_subset": 576, "crop_seconds": "null",
+           "synthetic_options": "{num_test_speakers: 12, train_splits: [train-clean-100, train-clean-360, "
+                                "train-other-500], valid_splits: [dev-clean], test_splits: [test-clean, test-other]}"}
 TINY = {
-    ("LibriSpeech_ASR", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 24, "beam_size": 8, "lm_order": 3},
+    ("LibriSpeech_ASR", "BiLSTM"): {"lstm_hidden": 64, "number_of_epochs": 20, "test_subset": 128, "beam_size": 8,
+                                    "lm_order": 3},
     ("LibriSpeech_ASR", "ContextNet"): {"contextnet_blocks": 2, "contextnet_channels": "[64,64]", "contextnet_out": 64,
-                                        "contextnet_layers": 2, "test_subset": 24, "beam_size": 8, "lm_order": 3},
-    ("CommonVoice_ASR", "linear"): {"dnn_neurons": 64, "test_subset": 24, "beam_size": 8},
-    ("CommonVoice_ASR", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 24, "beam_size": 8},
-    # random 3 s crops: a new crop every epoch, so no hidden-state cache
+                                        "contextnet_layers": 2, "number_of_epochs": 20, "test_subset": 128,
+                                        "beam_size": 8, "lm_order": 3},
+    ("CommonVoice_ASR", "linear"): {"dnn_neurons": 128, "number_of_epochs": 30, "test_subset": 128, "beam_size": 8},
+    ("CommonVoice_ASR", "BiLSTM"): {"lstm_hidden": 64, "number_of_epochs": 30, "test_subset": 128, "beam_size": 8},
     ("VoxCeleb1_SV", "Xvector"): {"xvector_channels": "[64,64,64,64,128]", "emb_dim": 32, "classifier_neurons": 32,
-                                  "train_subset": 108, "cache_hidden": False},
-    ("VoxCeleb1_SV", "ECAPA"): {**TINY_ECAPA, "train_subset": 108, "cache_hidden": False},
-    ("SLURP_IC", "linear"): {"test_subset": 48},
-    ("SLURP_IC", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 48},
-    ("IEMOCAP_ER", "linear"): {"folds": "[1]", "test_subset": 48},
-    ("IEMOCAP_ER", "ECAPA"): {**TINY_ECAPA, "folds": "[1]", "test_subset": 48},
+                                  **TINY_SV},
+    ("VoxCeleb1_SV", "ECAPA"): {**TINY_ECAPA, **TINY_SV},
+    ("SLURP_IC", "linear"): {"number_of_epochs": 30, "test_subset": 128},
+    ("SLURP_IC", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 128},
+    ("IEMOCAP_ER", "linear"): {"number_of_epochs": 30, "folds": "[1,2,3,4]"},
+    ("IEMOCAP_ER", "ECAPA"): {**TINY_ECAPA, "number_of_epochs": 20, "folds": "[1,2,3,4]"},
 }
+# One probe per task, the one that can read the cue the synthetic labels are made of, for the
+# demo and scripts/reproduce_tiny.py (--recipes): words in order for ASR and intent (BiLSTM),
+# pitch range and rate for the prosody style (ECAPA's attentive statistics), the cheaper probe
+# of speaker verification (X-vector) and of low-resource ASR (linear)
+DEMO_RECIPES = ("LibriSpeech_ASR/BiLSTM", "CommonVoice_ASR/linear", "VoxCeleb1_SV/Xvector", "SLURP_IC/BiLSTM",
+                "IEMOCAP_ER/ECAPA")
 
 
 class Job(NamedTuple):
@@ -307,7 +322,8 @@ def parse_args(argv=None):
                         help="default: every task")
     parser.add_argument("--probes", nargs="+", default=None, help="only these probe names")
     parser.add_argument("--recipes", nargs="+", default=None, metavar="TASK/PROBE",
-                        help="only these recipes, e.g. SLURP_IC/BiLSTM (with --tasks / --probes: all must match)")
+                        help="only these recipes, e.g. SLURP_IC/BiLSTM, or 'demo': the one probe per task of the "
+                             "demo (DEMO_RECIPES); with --tasks / --probes: all must match")
     parser.add_argument("--random_twin", "--random-twin", action="store_true",
                         help="also probe every checkpoint's random-initialised twin (the same architecture, "
                              f"weights drawn with --init_seed; column <mixer>{'-random'}) and write comparison.md / "
@@ -355,6 +371,8 @@ def parse_args(argv=None):
         real[task] = folder
     args.real = real
     known = {f"{r.task}/{r.probe}" for r in find_recipes()}
+    if args.recipes and "demo" in args.recipes:
+        args.recipes = [r for r in args.recipes if r != "demo"] + list(DEMO_RECIPES)
     for name in args.recipes or []:
         if name not in known:
             parser.error(f"--recipes: unknown recipe {name!r}; known: {sorted(known)}")
