@@ -11,6 +11,13 @@ checkpoint (or exactly the ``CKPT+...`` folder it is given), and returns a
 default: eval mode and no gradients. An incomplete or unreadable newest checkpoint is
 reported by its folder name and the previous one is used; a named checkpoint that is
 broken, or a path that does not exist, is an error.
+
+``load_pretrained(folder, init="random", init_seed=s)`` builds the *random-initialised
+twin* instead: the same architecture and configuration (``brq_model.json``), weights drawn
+by the model's own initialisation under the seed ``s`` (the same seed gives the same
+weights, the global random generators are left as they were), no checkpoint read. Probed
+or fine-tuned exactly like the pre-trained encoder, it is the baseline that shows what
+pre-training adds (the YAMLs' ``encoder_init: pretrained | random`` and ``encoder_init_seed``).
 """
 
 import json
@@ -31,6 +38,7 @@ logger = logging.getLogger(__name__)
 CONFIG_NAME = "brq_model.json"
 MODEL_CKPT_NAME = "model.ckpt"
 CKPT_GLOB = "CKPT+*"
+ENCODER_INITS = ("pretrained", "random")
 T = TypeVar("T")
 
 
@@ -171,6 +179,7 @@ class PretrainedEncoder(nn.Module):
         self.model = model
         self.features = FbankFeatures(n_mels=model.config["n_mels"])
         self.checkpoint: Optional[Path] = None  # the checkpoint folder of the weights (load_pretrained)
+        self.init = "pretrained"  # or "random:<seed>" for the random-initialised twin (load_pretrained)
 
     @property
     def config(self) -> dict:
@@ -262,6 +271,8 @@ def load_pretrained(
     checkpoint: Optional[Union[str, Path]] = None,
     freeze: bool = True,
     map_location: Union[str, torch.device] = "cpu",
+    init: str = "pretrained",
+    init_seed: int = 0,
     **config_overrides,
 ) -> PretrainedEncoder:
     """Rebuild the encoder of a pre-training run and load its weights.
@@ -272,9 +283,19 @@ def load_pretrained(
         or one of its ``CKPT+*`` folders (exactly that one is loaded).
     checkpoint : a specific ``CKPT+*`` folder (path, or name inside the save folder).
     freeze : eval mode and no gradients (the MP3S setting); False to fine-tune.
+    init : ``"pretrained"`` (the run's weights) or ``"random"``: the random-initialised twin,
+        the run's architecture and configuration with freshly initialised weights
+        (``random_twin``); no checkpoint is read then, only ``brq_model.json``.
+    init_seed : the seed of the twin's weights (``init="random"`` only).
     config_overrides : e.g. ``dropout=0.0`` or ``layerdrop=0.05`` for fine-tuning.
     """
+    if init not in ENCODER_INITS:
+        raise ValueError(f"init (the YAMLs' encoder_init) must be one of {ENCODER_INITS}, got {init!r}")
     save_folder, named = resolve_run(path)
+    if init == "random":
+        if checkpoint is not None:
+            raise ValueError("init='random' reads no checkpoint: leave checkpoint unset")
+        return random_twin(save_folder, init_seed, freeze, **config_overrides)
     if checkpoint is not None:
         named = named_checkpoint(save_folder, checkpoint)
     if named is not None:
@@ -295,4 +316,20 @@ def build_encoder(save_folder: Path, state: dict, checkpoint: Optional[Path] = N
     model.load_state_dict(state)
     encoder = PretrainedEncoder(model)
     encoder.checkpoint = Path(checkpoint) if checkpoint is not None else None
+    return encoder.freeze() if freeze else encoder
+
+
+def random_twin(path: Union[str, Path], seed: int = 0, freeze: bool = True, **config_overrides) -> PretrainedEncoder:
+    """The random-initialised twin of a run: ``BestRQModel(**brq_model.json (+ overrides))`` built
+    under ``torch.manual_seed(seed)`` inside a forked random state (the caller's generators are
+    left unchanged), so the same seed gives the same weights. ``encoder.init`` is
+    ``"random:<seed>"`` and ``encoder.checkpoint`` None."""
+    save_folder, _ = resolve_run(path)
+    config = json.loads((Path(save_folder) / CONFIG_NAME).read_text())
+    config.update(config_overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = BestRQModel(**config)
+    encoder = PretrainedEncoder(model)
+    encoder.init = f"random:{int(seed)}"
     return encoder.freeze() if freeze else encoder

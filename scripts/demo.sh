@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# The demo, on a fresh machine, CPU only:
+# The demo, on a fresh machine, CPU only (about 10 minutes on 2 cores after the installation):
 #   1. install the package and its pinned dependencies,
 #   2. build every mixer's base encoder (~95M parameters) and run it on real recordings,
-#   3. generate the synthetic espeak-ng corpus (LibriSpeech layout) if absent and pre-train
-#      a tiny BEST-RQ Conformer on it (checkpoint in results/brq_<mixer>_tiny/1000),
-#   4. probe the frozen checkpoint on the five MP3S tasks (tiny setting) and write the
-#      results table to results/mp3s_tiny/results.md.
+#   3. generate the synthetic espeak-ng corpus (LibriSpeech layout) if absent and pre-train a
+#      tiny BEST-RQ Conformer on it (checkpoint in results/brq_<mixer>_tiny/1000), then print its
+#      train / validation loss and masked-frame accuracy per epoch and plot them against the
+#      optimizer steps (results/demo/pretraining_curves.png),
+#   4. probe the frozen checkpoint and its random-initialised twin (same architecture, random
+#      weights) on the five synthetic MP3S tasks, one probe per task, and print the comparison:
+#      each metric with its 95% bootstrap interval over the test items
+#      (results/demo/probes/comparison.md; every figure in results.md / results.csv there).
 # Usage: bash scripts/demo.sh [extra train.py arguments, e.g. --attention_type=mamba]
+# Recipes run with one torch thread each (OMP_NUM_THREADS, default 1), two probes at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q -r requirements.txt -e .
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+start=$SECONDS
 python scripts/demo_encoders.py
 log=$(mktemp)
 python -u train.py hparams/brq_tiny.yaml "$@" | tee "$log"
 run=$(tail -n 1 "$log")  # train.py prints its output folder last
 rm -f "$log"
-python recipes/MP3S/run_all.py --pretrained "$run" --tiny --output results/mp3s_tiny
-cat results/mp3s_tiny/results.md
+python -m brq_att_alt.reproduce curves "$run" --out results/demo/pretraining_curves.png
+python recipes/MP3S/run_all.py --pretrained "$run" --tiny --random_twin --recipes demo --output results/demo/probes
+echo "demo finished in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s after the installation"

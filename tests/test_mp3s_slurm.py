@@ -43,7 +43,7 @@ def test_dry_run_writes_the_job_list_and_the_array_command(tmp_path, capsys, mon
     args = run_all.parse_args(argv)
     labels, jobs = run_all.plan(args)
     for record, job in zip(listing["jobs"], jobs):
-        recipe, language, label, pretrained = job
+        recipe, language, label, pretrained = job[:4]
         out_dir = out.resolve() / label / recipe.task / recipe.probe / (language or "")
         assert record["out_dir"] == str(out_dir)
         assert record["cmd"] == [str(c) for c in run_all.build_command(recipe, pretrained, out_dir, args, language)[1:]]

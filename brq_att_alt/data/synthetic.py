@@ -43,7 +43,7 @@ from .synthetic_text import SCENARIOS, make_sentence
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-FORMAT_VERSION = 1  # bump when the generator's output changes for the same options
+FORMAT_VERSION = 2  # bump when the generator's output changes for the same options
 
 # LibriSpeech split names this generator knows; the chapter id encodes the split.
 KNOWN_SPLITS = (
@@ -94,9 +94,9 @@ class Style:
 
 STYLES: Dict[str, Style] = {
     "neutral": Style(rate_scale=1.00, pitch_shift=0, range_shift=0, volume=70),
-    "happy": Style(rate_scale=1.12, pitch_shift=16, range_shift=25, volume=82),
-    "sad": Style(rate_scale=0.80, pitch_shift=-14, range_shift=-22, volume=48, word_gap=2),
-    "angry": Style(rate_scale=1.15, pitch_shift=6, range_shift=8, volume=100),
+    "happy": Style(rate_scale=1.05, pitch_shift=18, range_shift=30, volume=85),
+    "sad": Style(rate_scale=0.78, pitch_shift=-15, range_shift=-28, volume=50, word_gap=3),
+    "angry": Style(rate_scale=1.30, pitch_shift=6, range_shift=10, volume=100),
 }
 
 
@@ -139,9 +139,9 @@ def make_speakers(num_speakers: int = DEFAULT_NUM_SPEAKERS,
             language=language,
             variant=variant,
             gender=genders[variant],
-            pitch=50 + rng.randint(-10, 10),
-            pitch_range=50 + rng.randint(-10, 10),
-            rate=175 + rng.randint(-15, 15),
+            pitch=50 + rng.randint(-15, 15),
+            pitch_range=50 + rng.randint(-12, 12),
+            rate=175 + rng.randint(-20, 20),
         ))
     return speakers
 

@@ -33,7 +33,7 @@ validation utterances read as random crops of that length, as MP3S's VoxCeleb re
 import json
 import logging
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import speechbrain as sb
 import torch
@@ -47,6 +47,7 @@ from ..hparams import load_hparams
 from ..ngram import read_transcripts
 from ..text import DEFAULT_CHARS, CharTokenizer, SentencePieceTokenizer, load_tokenizer
 from ..training import FaultTolerantBrain, module_summary, start_experiment
+from .compare import accuracy_ci
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ METRICS_FILE = "mp3s_metrics.json"
 # ------------------------------------------------------------------ experiment
 def run_configuration(hparams) -> dict:
     """What a resumed probe run must share with the run in its output folder: the encoder
-    config, the exact pre-trained checkpoint (the encoder is frozen: its weights come from
+    config and its initialisation (``pretrained``, or ``random:<seed>`` for the random-initialised
+    twin), the exact pre-trained checkpoint (the encoder is frozen: its weights come from
     there every time), the probe name, and the class / size / parameter shapes of every
     trainable module of the YAML (``probe_class`` arguments for the ASR probes, built later)."""
     encoder = hparams["encoder"]
@@ -68,6 +70,9 @@ def run_configuration(hparams) -> dict:
         "pretrained_checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
         "modules": {name: module_summary(m) for name, m in hparams["modules"].items() if name != "encoder"},
     }
+    init = getattr(encoder, "init", "pretrained")
+    if init != "pretrained":  # recorded only then: records written before the twin existed stay valid
+        config["encoder_init"] = init
     probe_class = hparams.get("probe_class")
     if probe_class is not None:
         config["probe_class"] = {"class": getattr(getattr(probe_class, "func", probe_class), "__name__", "?"),
@@ -115,6 +120,20 @@ def label_pipeline(data_list, key: str, encoder, save_path):
 
 
 # ------------------------------------------------------------------ brains
+_SHARED_HIDDEN_CACHES: Dict[tuple, Dict[str, torch.Tensor]] = {}
+
+
+def _encoder_key(encoder) -> tuple:
+    """What identifies a frozen encoder's weights: its checkpoint folder or random-twin seed, and
+    its configuration; an encoder of neither kind (built in memory) is only itself."""
+    encoder = getattr(encoder, "module", encoder)
+    checkpoint, init = getattr(encoder, "checkpoint", None), getattr(encoder, "init", "pretrained")
+    if checkpoint is None and init == "pretrained":
+        return ("object", id(encoder))
+    config = json.dumps(getattr(encoder, "config", {}), sort_keys=True, default=str)
+    return (str(Path(checkpoint).resolve()) if checkpoint is not None else None, init, config)
+
+
 class ProbeBrain(FaultTolerantBrain):
     """Frozen encoder (``modules.encoder``) + ``modules.weighted_sum`` + a probe."""
 
@@ -123,7 +142,8 @@ class ProbeBrain(FaultTolerantBrain):
 
         With ``cache_hidden: True`` in the YAML, every utterance's hidden states are
         kept in memory after its first pass (the encoder is frozen, deterministic and
-        padding-invariant), so later epochs skip the encoder: for small data only.
+        padding-invariant), so later epochs skip the encoder: for small data only. The cache
+        is shared by the probes of the process that use the same weights (``_hidden_cache``).
         """
         wavs, wav_lens = batch.sig
         cache = self._hidden_cache() if getattr(self.hparams, "cache_hidden", False) else None
@@ -146,9 +166,12 @@ class ProbeBrain(FaultTolerantBrain):
         lens = valid.float() / max(padding_mask.shape[1], 1)
         return feats, lens
 
-    def _hidden_cache(self):
+    def _hidden_cache(self) -> Dict[str, torch.Tensor]:
+        """{utterance id: hidden states} of this encoder, shared by every ProbeBrain of the process
+        whose encoder has the same weights (same checkpoint, or same random-twin seed, and same
+        configuration): the folds of a task (IEMOCAP) encode each utterance once."""
         if not hasattr(self, "_cache"):
-            self._cache = {}
+            self._cache = _SHARED_HIDDEN_CACHES.setdefault(_encoder_key(self.modules.encoder), {})
         return self._cache
 
     def init_optimizers(self):
@@ -212,7 +235,9 @@ class ClassificationBrain(ProbeBrain):
     gives cosines), optional ``loss`` (callable(logits (B,1,C), targets (B,1)) e.g.
     AAM-softmax; default cross-entropy of the logits, i.e. the NLL of log-probabilities).
     Validation figures: ``loss``, ``acc`` and ``error_rate`` (1 - acc, what NewBob watches
-    in MP3S's classification recipes); the best checkpoint has the highest ``acc``.
+    in MP3S's classification recipes); the best checkpoint has the highest ``acc``. After
+    ``evaluate``, ``test_items`` maps every test utterance to whether it was classified right
+    (``accuracy_metric`` makes the metric and its confidence interval from it).
     """
 
     def compute_forward(self, batch, stage):
@@ -231,12 +256,17 @@ class ClassificationBrain(ProbeBrain):
         else:
             loss = F.cross_entropy(logits, targets)
         if stage != sb.Stage.TRAIN:
-            self.correct += (logits.argmax(-1) == targets).sum().item()
+            hits = (logits.argmax(-1) == targets).view(-1)
+            self.correct += hits.sum().item()
             self.total += targets.numel()
+            if stage == sb.Stage.TEST:
+                self.test_items.update(zip(map(str, batch.id), hits.tolist()))
         return loss
 
     def on_stage_start(self, stage, epoch=None):
         self.correct, self.total = 0, 0
+        if stage == sb.Stage.TEST:
+            self.test_items: Dict[str, bool] = {}  # utterance id -> correct (the interval's test items)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         stats = {"loss": stage_loss}
@@ -287,6 +317,17 @@ def train_classifier(hparams, run_opts, paths: Mapping[str, str], label_key: str
         return brain, None
     brain.evaluate(data["test"], max_key="acc", test_loader_kwargs=hparams["test_dataloader_opts"])
     return brain, brain.test_stats["acc"]
+
+
+def accuracy_metric(correct: Sequence[bool], hparams: Optional[Mapping] = None) -> dict:
+    """The accuracy metric of ``write_metrics`` from per-test-item correctness: ``value`` in %, its
+    ``ci95`` (percentile bootstrap over the test items, ``compare.accuracy_ci``; ``confidence``
+    and ``bootstrap_samples`` of ``hparams`` when given, else 0.95 and 1000) and ``test_items``."""
+    hparams = hparams or {}
+    confidence = float(hparams.get("confidence", 0.95))
+    value, low, high = accuracy_ci(correct, confidence, int(hparams.get("bootstrap_samples", 1000)))
+    return {"value": 100.0 * value, "direction": "higher", "unit": "%", "ci95": [100.0 * low, 100.0 * high],
+            "confidence": confidence, "test_items": len(correct)}
 
 
 # ------------------------------------------------------------------ ASR probes
@@ -381,7 +422,7 @@ def train_asr_probe(hparams, run_opts, paths) -> Tuple[Dict[str, dict], dict]:
 # ------------------------------------------------------------------ results
 def write_metrics(hparams, task: str, metrics: Dict[str, dict], extra: Optional[dict] = None) -> Path:
     """Write ``<output_folder>/mp3s_metrics.json``: task, ``probe_name``, dataset, mixer,
-    pre-trained path, ``metrics`` ({name: {"value": float, "direction": "lower"|"higher",
+    pre-trained path, ``encoder_init`` (``pretrained`` or ``random:<seed>``), ``metrics`` ({name: {"value": float, "direction": "lower"|"higher",
     "unit": "%"|...}}), the final layer weights, and ``extra``."""
     out = {
         "task": task,
@@ -389,6 +430,7 @@ def write_metrics(hparams, task: str, metrics: Dict[str, dict], extra: Optional[
         "dataset": hparams["dataset"],
         "mixer": hparams["encoder"].mixer,
         "pretrained_path": str(hparams["pretrained_path"]),
+        "encoder_init": getattr(hparams["encoder"], "init", "pretrained"),
         "metrics": metrics,
         "layer_weights": [round(w, 4) for w in hparams["weighted_sum"].normalized_weights().tolist()],
     }
@@ -401,7 +443,7 @@ def write_metrics(hparams, task: str, metrics: Dict[str, dict], extra: Optional[
 
 
 __all__: List[str] = [
-    "CTCProbeBrain", "ClassificationBrain", "METRICS_FILE", "ProbeBrain", "label_pipeline", "probe_dataset",
+    "CTCProbeBrain", "accuracy_metric", "ClassificationBrain", "METRICS_FILE", "ProbeBrain", "label_pipeline", "probe_dataset",
     "probe_tokenizer", "run_configuration", "start_probe_experiment", "train_asr_probe", "train_classifier",
     "write_metrics",
 ]

@@ -46,16 +46,19 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import List, NamedTuple
+from typing import Dict, List, NamedTuple, Optional
 
 from brq_att_alt.csv_files import write_csv
 from brq_att_alt.pretrained import CONFIG_NAME, find_save_folder
+from brq_att_alt.probes.compare import COLUMNS as COMPARISON_COLUMNS
+from brq_att_alt.probes.compare import comparison_markdown, comparison_rows
 from brq_att_alt.probes.training import METRICS_FILE
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 SBATCH_TEMPLATE = REPO_ROOT / "scripts" / "slurm" / "mp3s_array.sbatch"
 JOBS_FILE = Path("slurm") / "jobs.json"  # inside --output
+RANDOM_SUFFIX = "-random"  # column of a checkpoint's random-initialised twin (--random_twin)
 
 # Tasks in the order of the papers' Table 1, with their row titles
 TASK_NAMES = {
@@ -64,26 +67,53 @@ TASK_NAMES = {
     "IEMOCAP_ER": "Emotion recognition IEMOCAP",
 }
 
-# --tiny: what every recipe and each (task, probe_name) gets; the tests use this table too
-TINY_COMMON = {"number_of_epochs": 3, "train_subset": 64, "valid_subset": 16, "cache_hidden": True,
-               "batch_size": 8, "test_batch_size": 8}
+# --tiny: what every recipe and each (task, probe_name) gets; the tests use this table too.
+# Sized for minutes on a CPU with a tiny pre-trained encoder and the synthetic corpus: data
+# subsets, small probes, hidden states cached after the first epoch (probe epochs then skip
+# the encoder), a higher learning rate than MP3S's for the few epochs.
+TINY_COMMON = {"number_of_epochs": 15, "train_subset": 384, "valid_subset": 64, "cache_hidden": True,
+               "batch_size": 16, "test_batch_size": 16, "lr": 0.002}
 TINY_ECAPA = {"ecapa_channels": "[64,64,64,64,192]", "ecapa_attention_channels": 16, "ecapa_se_channels": 16,
               "emb_dim": 32}
+# speaker verification on the synthetic corpus: 12 voices held out for the trials, whole utterances
+# (no 3 s crops, which would forbid the cache; the synthetic utterances are 1-7 s long)
+TINY_SV = {"train_subset": 576, "crop_seconds": "null",
+           "synthetic_options": "{num_test_speakers: 12, train_splits: [train-clean-100, train-clean-360, "
+                                "train-other-500], valid_splits: [dev-clean], test_splits: [test-clean, test-other]}"}
 TINY = {
-    ("LibriSpeech_ASR", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 24, "beam_size": 8, "lm_order": 3},
+    ("LibriSpeech_ASR", "BiLSTM"): {"lstm_hidden": 64, "number_of_epochs": 20, "test_subset": 128, "beam_size": 8,
+                                    "lm_order": 3},
     ("LibriSpeech_ASR", "ContextNet"): {"contextnet_blocks": 2, "contextnet_channels": "[64,64]", "contextnet_out": 64,
-                                        "contextnet_layers": 2, "test_subset": 24, "beam_size": 8, "lm_order": 3},
-    ("CommonVoice_ASR", "linear"): {"dnn_neurons": 64, "test_subset": 24, "beam_size": 8},
-    ("CommonVoice_ASR", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 24, "beam_size": 8},
-    # random 3 s crops: a new crop every epoch, so no hidden-state cache
+                                        "contextnet_layers": 2, "number_of_epochs": 20, "test_subset": 128,
+                                        "beam_size": 8, "lm_order": 3},
+    ("CommonVoice_ASR", "linear"): {"dnn_neurons": 128, "number_of_epochs": 30, "test_subset": 128, "beam_size": 8},
+    ("CommonVoice_ASR", "BiLSTM"): {"lstm_hidden": 64, "number_of_epochs": 30, "test_subset": 128, "beam_size": 8},
     ("VoxCeleb1_SV", "Xvector"): {"xvector_channels": "[64,64,64,64,128]", "emb_dim": 32, "classifier_neurons": 32,
-                                  "train_subset": 108, "cache_hidden": False},
-    ("VoxCeleb1_SV", "ECAPA"): {**TINY_ECAPA, "train_subset": 108, "cache_hidden": False},
-    ("SLURP_IC", "linear"): {"test_subset": 48},
-    ("SLURP_IC", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 48},
-    ("IEMOCAP_ER", "linear"): {"folds": "[1]", "test_subset": 48},
-    ("IEMOCAP_ER", "ECAPA"): {**TINY_ECAPA, "folds": "[1]", "test_subset": 48},
+                                  **TINY_SV},
+    ("VoxCeleb1_SV", "ECAPA"): {**TINY_ECAPA, **TINY_SV},
+    ("SLURP_IC", "linear"): {"number_of_epochs": 30, "test_subset": 128},
+    ("SLURP_IC", "BiLSTM"): {"lstm_hidden": 64, "test_subset": 128},
+    ("IEMOCAP_ER", "linear"): {"number_of_epochs": 30, "folds": "[1,2,3,4]"},
+    ("IEMOCAP_ER", "ECAPA"): {**TINY_ECAPA, "number_of_epochs": 20, "folds": "[1,2,3,4]"},
 }
+# One probe per task, the one that can read the cue the synthetic labels are made of, for the
+# demo and scripts/reproduce_tiny.py (--recipes): words in order for ASR and intent (BiLSTM),
+# pitch range and rate for the prosody style (ECAPA's attentive statistics), the cheaper probe
+# of speaker verification (X-vector) and of low-resource ASR (linear)
+DEMO_RECIPES = ("LibriSpeech_ASR/BiLSTM", "CommonVoice_ASR/linear", "VoxCeleb1_SV/Xvector", "SLURP_IC/BiLSTM",
+                "IEMOCAP_ER/ECAPA")
+
+
+class Job(NamedTuple):
+    """One recipe run: the recipe, its Common Voice language (else None), the table column
+    (``label``), the pre-training run, and the encoder's initialisation: ``pretrained``, or
+    ``random`` for the run's random-initialised twin (``--random_twin``)."""
+
+    recipe: "Recipe"
+    language: Optional[str]
+    label: str
+    pretrained: str
+    init: str = "pretrained"
 
 
 class Recipe(NamedTuple):
@@ -122,7 +152,7 @@ def checkpoint_label(path: str) -> str:
         return Path(path).name
 
 
-def build_command(recipe: Recipe, pretrained, out_dir, args, language=None):
+def build_command(recipe: Recipe, pretrained, out_dir, args, language=None, init="pretrained"):
     task = recipe.task
     cmd = [sys.executable, str(recipe.script), str(recipe.yaml), f"--pretrained_path={pretrained}",
            f"--output_folder={out_dir}"]
@@ -138,6 +168,8 @@ def build_command(recipe: Recipe, pretrained, out_dir, args, language=None):
         overrides["language"] = language
     if task == "LibriSpeech_ASR" and args.lm_path:
         overrides["lm_path"] = args.lm_path
+    if init != "pretrained":
+        overrides.update({"encoder_init": init, "encoder_init_seed": args.init_seed})
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = value
@@ -147,19 +179,22 @@ def build_command(recipe: Recipe, pretrained, out_dir, args, language=None):
     return cmd
 
 
-def run_one(job, args):
-    recipe, language, label, pretrained = job
-    out_dir = Path(args.output) / label / recipe.task / recipe.probe / (language or "")
-    cmd = build_command(recipe, pretrained, out_dir, args, language)
+def job_folder(output, job: Job) -> Path:
+    """``<output>/<label>/<Task>/<probe>[/<language>]``: where a job's recipe writes."""
+    return Path(output) / job.label / job.recipe.task / job.recipe.probe / (job.language or "")
+
+
+def run_one(job: Job, args):
+    out_dir = job_folder(args.output, job)
+    cmd = build_command(job.recipe, job.pretrained, out_dir, args, job.language, job.init)
     return run_recipe_command(job_record(job, out_dir, cmd, args.threads))
 
 
-def job_record(job, out_dir: Path, cmd: List[str], threads) -> dict:
+def job_record(job: Job, out_dir: Path, cmd: List[str], threads) -> dict:
     """One recipe run as plain data (what ``<output>/slurm/jobs.json`` lists): ``cmd`` without the
     interpreter (the one running the job is used)."""
-    recipe, language, label, _ = job
-    return {"task": recipe.task, "probe": recipe.probe, "language": language, "label": label,
-            "out_dir": str(out_dir), "cmd": [str(c) for c in cmd[1:]], "threads": threads}
+    return {"task": job.recipe.task, "probe": job.recipe.probe, "language": job.language, "label": job.label,
+            "init": job.init, "out_dir": str(out_dir), "cmd": [str(c) for c in cmd[1:]], "threads": threads}
 
 
 def run_recipe_command(record: dict) -> dict:
@@ -197,7 +232,8 @@ def collected_result(record: dict, seconds=None) -> dict:
     if (out_dir / METRICS_FILE).is_file():
         metrics = json.loads((out_dir / METRICS_FILE).read_text())
     return {"task": record["task"], "probe": record["probe"], "language": record["language"],
-            "label": record["label"], "metrics": metrics, "seconds": seconds, "log": str(out_dir / "driver.log")}
+            "label": record["label"], "init": record.get("init", "pretrained"), "metrics": metrics,
+            "seconds": seconds, "log": str(out_dir / "driver.log")}
 
 
 def task_title(task, language):
@@ -248,6 +284,33 @@ def write_tables(results, labels, output: Path):
     return output / "results.md", output / "results.csv"
 
 
+def write_comparisons(results, labels, output: Path) -> Optional[Path]:
+    """With random-initialised twins among ``results``: ``comparison.md`` / ``comparison.csv`` in
+    ``output``, one table per pre-trained checkpoint (``probes.compare``: value [95% CI] of the
+    pre-trained encoder and of its twin, row by row). None (nothing written) without twins."""
+    twins = {label: label + RANDOM_SUFFIX for label in labels if label + RANDOM_SUFFIX in labels}
+    if not twins:
+        return None
+    sections, csv_rows = [], []
+    for label, twin in twins.items():
+        entries = []
+        for r in results:
+            if r["label"] in (label, twin):
+                metrics = (r["metrics"] or {}).get("metrics") or {}
+                entries.append({"task": task_title(r["task"], r["language"]), "probe": r["probe"],
+                                "init": "pretrained" if r["label"] == label else "random", "metrics": metrics})
+        rows = comparison_rows(entries)
+        table = comparison_markdown(rows, title_pretrained=f"{label} pre-trained",
+                                    title_random=f"{label} random init")
+        sections.append(table if len(twins) == 1 else f"## {label}\n\n{table}")
+        fmt = lambda v: "" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))  # noqa: E731
+        csv_rows += [{"checkpoint": label, **{k: fmt(row.get(k)) for k in COMPARISON_COLUMNS}} for row in rows]
+    md = output / "comparison.md"
+    md.write_text("\n".join(sections))
+    write_csv(output / "comparison.csv", ["checkpoint", *COMPARISON_COLUMNS], csv_rows)
+    return md
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -258,6 +321,15 @@ def parse_args(argv=None):
     parser.add_argument("--tasks", nargs="+", default=None, choices=sorted(TASK_NAMES),
                         help="default: every task")
     parser.add_argument("--probes", nargs="+", default=None, help="only these probe names")
+    parser.add_argument("--recipes", nargs="+", default=None, metavar="TASK/PROBE",
+                        help="only these recipes, e.g. SLURP_IC/BiLSTM, or 'demo': the one probe per task of the "
+                             "demo (DEMO_RECIPES); with --tasks / --probes: all must match")
+    parser.add_argument("--random_twin", "--random-twin", action="store_true",
+                        help="also probe every checkpoint's random-initialised twin (the same architecture, "
+                             f"weights drawn with --init_seed; column <mixer>{'-random'}) and write comparison.md / "
+                             "comparison.csv: pre-trained vs random init with 95%% intervals")
+    parser.add_argument("--init_seed", "--init-seed", type=int, default=0,
+                        help="seed of the random-initialised twins' weights (default 0)")
     parser.add_argument("--cv_languages", nargs="+", default=None, choices=["cy", "eu"],
                         help="Common Voice languages (default cy eu; cy only with --tiny)")
     parser.add_argument("--real", action="append", default=[], metavar="TASK=FOLDER",
@@ -298,6 +370,12 @@ def parse_args(argv=None):
             parser.error(f"--real takes TASK=FOLDER with TASK in {sorted(TASK_NAMES)}, got {item!r}")
         real[task] = folder
     args.real = real
+    known = {f"{r.task}/{r.probe}" for r in find_recipes()}
+    if args.recipes and "demo" in args.recipes:
+        args.recipes = [r for r in args.recipes if r != "demo"] + list(DEMO_RECIPES)
+    for name in args.recipes or []:
+        if name not in known:
+            parser.error(f"--recipes: unknown recipe {name!r}; known: {sorted(known)}")
     if args.threads is None and args.tiny:
         args.threads = 1
     if args.jobs is None:
@@ -307,19 +385,30 @@ def parse_args(argv=None):
     return args
 
 
+def selected(recipe: Recipe, args) -> bool:
+    """Whether ``--tasks``, ``--probes`` and ``--recipes`` (each when given) all keep the recipe."""
+    return not (args.tasks and recipe.task not in args.tasks or args.probes and recipe.probe not in args.probes
+                or args.recipes and f"{recipe.task}/{recipe.probe}" not in args.recipes)
+
+
 def plan(args):
-    """(column labels, jobs): one job per checkpoint x recipe x Common Voice language."""
+    """(column labels, jobs): one ``Job`` per checkpoint x recipe x Common Voice language; with
+    ``--random_twin`` each checkpoint's random-initialised twin too (column ``<label>-random``)."""
     labels, jobs = [], []
     for pretrained in args.pretrained:
         label = checkpoint_label(pretrained)
         while label in labels:
             label += "'"
-        labels.append(label)
-        for recipe in find_recipes():
-            if args.tasks and recipe.task not in args.tasks or args.probes and recipe.probe not in args.probes:
-                continue
-            for language in (args.cv_languages if recipe.task == "CommonVoice_ASR" else [None]):
-                jobs.append((recipe, language, label, str(Path(pretrained).resolve())))
+        inits = {label: "pretrained"}
+        if getattr(args, "random_twin", False):
+            inits[label + RANDOM_SUFFIX] = "random"
+        labels += list(inits)
+        for column, init in inits.items():
+            for recipe in find_recipes():
+                if not selected(recipe, args):
+                    continue
+                for language in (args.cv_languages if recipe.task == "CommonVoice_ASR" else [None]):
+                    jobs.append(Job(recipe, language, column, str(Path(pretrained).resolve()), init))
     return labels, jobs
 
 
@@ -329,10 +418,9 @@ def write_job_list(args, labels, jobs) -> Path:
     output = Path(args.output).resolve()
     records = []
     for job in jobs:
-        recipe, language, label, pretrained = job
-        out_dir = output / label / recipe.task / recipe.probe / (language or "")
-        records.append(job_record(job, out_dir, build_command(recipe, pretrained, out_dir, args, language),
-                                  args.threads))
+        out_dir = job_folder(output, job)
+        records.append(job_record(job, out_dir, build_command(job.recipe, job.pretrained, out_dir, args, job.language,
+                                                              job.init), args.threads))
     path = output / JOBS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"output": str(output), "labels": labels, "jobs": records}, indent=2))
@@ -395,6 +483,9 @@ def collect(output: Path) -> int:
     md, csv_path = write_tables(results, listing["labels"], output)
     (output / "runs.json").write_text(json.dumps({"total_seconds": None, "runs": results}, indent=2))
     print(md.read_text())
+    comparison = write_comparisons(results, listing["labels"], output)
+    if comparison is not None:
+        print(comparison.read_text())
     missing = [r for r in results if not r["metrics"]]
     for i, r in enumerate(results):
         if not r["metrics"]:
@@ -421,7 +512,11 @@ def main(argv=None):
     md, csv_path = write_tables(results, labels, output)
     (output / "runs.json").write_text(json.dumps({"total_seconds": total, "runs": results}, indent=2))
     print(md.read_text())
-    print(f"{len(results)} recipes in {total:.0f} s -> {md}, {csv_path}")
+    comparison = write_comparisons(results, labels, output)
+    if comparison is not None:
+        print(comparison.read_text())
+    print(f"{len(results)} recipes in {total:.0f} s -> {md}, {csv_path}"
+          + (f", {comparison}" if comparison is not None else ""))
     failed = [r for r in results if not r["metrics"]]
     return 1 if failed else 0
 

@@ -158,6 +158,8 @@ def run_configuration(hparams) -> dict:
         "pretrained": str(find_save_folder(hparams["pretrained_path"]).resolve()),
         "info": {"pretrained_checkpoint": str(getattr(encoder, "checkpoint", ""))},
     }
+    if getattr(encoder, "init", "pretrained") != "pretrained":  # the random-initialised twin
+        config["encoder_init"] = encoder.init
     save = Path(hparams["save_folder"])
     legacy = {str(save / CONFIG_NAME): encoder.config, str(save / HEAD_CONFIG_NAME): head.config}
     return {"config": config, "legacy": legacy}

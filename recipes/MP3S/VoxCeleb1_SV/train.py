@@ -12,7 +12,8 @@ on random ``crop_seconds`` (3 s) crops, one per whole 3 s of each utterance and 
 embeddings of the whole test utterances are cosine-scored on the trial list (VoxCeleb
 format ``label enrol test``). Metrics: EER (%) and, beside it, minDCF (p_target 0.01,
 C_miss = C_fa = 1, as SpeechBrain's VoxCeleb recipes); both lower is better, see
-``brq_att_alt.probes.verification``.
+``brq_att_alt.probes.verification``; the EER with its 95% bootstrap interval over the trials
+(``brq_att_alt.probes.compare.eer_ci``).
 
 Data (``dataset`` in the YAML):
 * ``real``: ``data_folder`` is VoxCeleb1 (``wav/`` + ``veri_test2.txt``);
@@ -25,6 +26,7 @@ from speechbrain.utils.distributed import run_on_main
 from brq_att_alt.data.synthetic import ensure_synthetic_corpus
 from brq_att_alt.data.synthetic_tasks import prepare_synthetic_verification
 from brq_att_alt.data.voxceleb import crop_manifest, prepare_voxceleb1, read_trial_list
+from brq_att_alt.probes.compare import eer_ci
 from brq_att_alt.probes.training import probe_dataset, start_probe_experiment, train_classifier, write_metrics
 from brq_att_alt.probes.verification import compute_eer, compute_min_dcf, score_trials
 
@@ -57,12 +59,15 @@ def main(argv=None):
     embeddings = brain.embeddings(test, hparams["test_dataloader_opts"])
     trials = read_trial_list(paths["trials"])
     pos, neg = score_trials(trials, embeddings)
-    eer, threshold = compute_eer(pos, neg)
+    confidence = float(hparams.get("confidence", 0.95))
+    eer, low, high = eer_ci(pos, neg, confidence, int(hparams.get("bootstrap_samples", 1000)))
+    threshold = compute_eer(pos, neg)[1]
     min_dcf, dcf_threshold = compute_min_dcf(pos, neg, p_target=0.01, c_miss=1.0, c_fa=1.0)
     hparams["train_logger"].log_stats(stats_meta={"trials": len(trials)},
                                       test_stats={"EER": 100 * eer, "minDCF": min_dcf})
     write_metrics(hparams, TASK,
-                  {"EER": {"value": 100.0 * eer, "direction": "lower", "unit": "%"},
+                  {"EER": {"value": 100.0 * eer, "direction": "lower", "unit": "%", "ci95": [100.0 * low, 100.0 * high],
+                           "confidence": confidence, "interval": "stratified bootstrap over the trials"},
                    "minDCF": {"value": min_dcf, "direction": "lower", "unit": "",
                               "p_target": 0.01, "c_miss": 1.0, "c_fa": 1.0}},
                   extra={"threshold": threshold, "min_dcf_threshold": dcf_threshold, "num_trials": len(trials)})
