@@ -186,11 +186,11 @@ def test_corpus_reproducible(tiny_corpus, tmp_path):
     assert [u.wrd for u in same] == [r["wrd"] for r in load_labels(tiny_corpus)]
 
 
-# The tiny corpus of conftest.py made by the code at commit 9b99a3f (before the eSpeak
-# protocol, the templates and the corpus writer were split into espeak.py,
-# synthetic_text.py and synthetic.py): a refactoring must not change the corpus.
-TINY_CORPUS_TEXT_SHA256 = "52483f315fbbe6e55b712cdd0eaed39d4017d77ca176b0b03ff8326063724a1c"
-TINY_CORPUS_SHA256 = "4f6b6ae0661c2656a486d8d5faec9fceded67a035edee63801069584679de5de"
+# The tiny corpus of conftest.py as made by the generator's format 2 (FORMAT_VERSION; more
+# varied voices and prosody styles than format 1): a refactoring must not change the corpus,
+# and a change of the generator's output must bump FORMAT_VERSION and these digests.
+TINY_CORPUS_TEXT_SHA256 = "08c872cfc9ff89ce64e128098609d1bd5d4842b28df29abb06dcaebe309ffbde"
+TINY_CORPUS_SHA256 = "d2e3b5b90b22b554736f6ca788cad347ae43c7ce73ecc44a458e63bd18504926"
 # Where that digest was taken: the int16 samples depend on the CPU's floating-point
 # kernels (resampling), so the audio digest is only compared on the same platform.
 TINY_CORPUS_PLATFORM = {"cpu": "AMD EPYC", "torch": "2.14.1+cu130", "torchaudio": "2.11.0+cu130",
@@ -224,6 +224,9 @@ def _platform(corpus):
 
 
 def test_corpus_texts_unchanged(tiny_corpus):
+    from brq_att_alt.data.synthetic import FORMAT_VERSION
+
+    assert FORMAT_VERSION == 2  # the digests below belong to this format
     assert corpus_digest(tiny_corpus, audio=False) == TINY_CORPUS_TEXT_SHA256
 
 
