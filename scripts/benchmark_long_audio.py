@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SAMPLE_RATE = 16000
 COLUMNS = ["mixer", "interface", "minutes", "audio_s", "status", "compute_s", "rtf", "peak_rss_mib",
            "rss_after_load_mib", "transcribe_peak_mib", "load_s", "threads", "frames", "error"]

@@ -19,6 +19,7 @@ LAYERS = [
     ("use", {"pretrained", "training", "ctc_decoding", "asr", "interfaces", "inference", "transcribe", "export"}),
     ("probes", {"probes"}),
     ("benchmarking", {"benchmarking"}),
+    ("reproduction", {"reproduce"}),
 ]
 
 
