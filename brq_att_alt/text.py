@@ -30,7 +30,20 @@ SPACE = " "
 DEFAULT_CHARS = ("'",) + tuple(string.ascii_uppercase)
 
 
-class CharTokenizer:
+class _Vocabulary:
+    """What every CTC vocabulary has: ``labels`` (id -> symbol, id 0 the blank)."""
+
+    labels: List[str]
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.labels)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+
+class CharTokenizer(_Vocabulary):
     """Characters <-> ids; blank = 0, word separator (space) = 1, then ``chars``.
 
     Arguments
@@ -50,13 +63,6 @@ class CharTokenizer:
         self.blank_index = 0
         self.space_index = 1
         self._index = {c: i for i, c in enumerate(self.labels) if i > 0}
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.labels)
-
-    def __len__(self) -> int:
-        return self.vocab_size
 
     def normalize(self, text: str) -> str:
         """Upper case, separators for hyphens/whitespace, unknown characters dropped, single spaces."""
@@ -124,7 +130,7 @@ def _merge_repeats(ids: Iterable[int]) -> List[int]:
     return merged
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(_Vocabulary):
     """SentencePiece units <-> ids for CTC, laid out as MP3S's Common Voice probes.
 
     Arguments
@@ -170,13 +176,6 @@ class SentencePieceTokenizer:
             raise ValueError(f"Training a {vocab_size}-unit {model_type} SentencePiece model on {train_csv} "
                              f"failed ({err}); with this little text, lower the vocabulary size") from err
         return cls(trained.prefix_model_file + ".model")
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.labels)
-
-    def __len__(self) -> int:
-        return self.vocab_size
 
     def normalize(self, text: str) -> str:
         """Single spaces (the data preparations normalise the text itself)."""

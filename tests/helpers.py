@@ -32,6 +32,26 @@ def save_run(model, save_folder, name: str = "CKPT+exported") -> Path:
     return save_folder
 
 
+def save_finetuned_run(root, mixer: str = "summarymixing", head: bool = True) -> Path:
+    """``root/save`` in the layout of a fine-tuning run: a random tiny model (seed 0) and, with
+    ``head``, a character CTC head whose blank is not always the best (it produces characters)."""
+    from brq_att_alt.asr import HEAD_CKPT_NAME, CTCHead, save_asr_config
+    from brq_att_alt.model import BestRQModel
+    from brq_att_alt.text import CharTokenizer
+
+    root = Path(root)
+    torch.manual_seed(0)
+    save = save_run(BestRQModel(mixer=mixer, **TINY_MODEL), root / "save")
+    if head:
+        tok = CharTokenizer()
+        ctc = CTCHead(TINY_MODEL["d_model"], tok.vocab_size, hidden_size=32)
+        with torch.no_grad():
+            ctc.net[-1].bias[0] -= 3.0
+        save_asr_config(ctc, tok, save)
+        torch.save(ctc.state_dict(), save / "CKPT+exported" / HEAD_CKPT_NAME)
+    return root
+
+
 class _Messages(logging.Handler):
     def __init__(self, level):
         super().__init__(level)

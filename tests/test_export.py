@@ -10,7 +10,6 @@ import pytest
 import torch
 import yaml
 
-from brq_att_alt.asr import HEAD_CKPT_NAME, CTCHead, save_asr_config
 from brq_att_alt.ctc_decoding import greedy_decode
 from brq_att_alt.data.audio import read_audio
 from brq_att_alt.export import ExportError, export, main as export_main
@@ -19,7 +18,7 @@ from brq_att_alt.interfaces import greedy_ctc_ids, mark_padding_blank, valid_fra
 from brq_att_alt.model import BestRQModel
 from brq_att_alt.pretrained import load_pretrained
 from brq_att_alt.text import CharTokenizer
-from helpers import REPO_ROOT, TINY_MODEL, load_script, save_run, tiny_model_args
+from helpers import REPO_ROOT, TINY_MODEL, load_script, save_finetuned_run, tiny_model_args
 
 SB_FILES = ("hyperparams.yaml", "model.ckpt", "README.md")
 
@@ -40,17 +39,9 @@ def offline(monkeypatch):
 
 def make_run(root: Path, head: bool = True, mixer: str = "fastformer") -> Path:
     """A run folder (``root/save`` in the layout of the recipes) holding a random tiny model."""
-    torch.manual_seed(0)
-    save = save_run(BestRQModel(mixer=mixer, **TINY_MODEL), root / "save")
+    save_finetuned_run(root, mixer=mixer, head=head)
     (root / "hyperparams.yaml").write_text("dataset: synthetic\ntrain_splits: [train-clean-100]\n"
                                            "lm_alpha: 0.7\nlm_beta: 1.25\nbeam_size: 6\n")
-    if head:
-        tok = CharTokenizer()
-        ctc = CTCHead(32, tok.vocab_size, hidden_size=32)
-        with torch.no_grad():
-            ctc.net[-1].bias[0] -= 3.0  # blank not always the best: produce some characters
-        save_asr_config(ctc, tok, save)
-        torch.save(ctc.state_dict(), save / "CKPT+exported" / HEAD_CKPT_NAME)
     return root
 
 

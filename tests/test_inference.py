@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from brq_att_alt.asr import HEAD_CKPT_NAME, CTCHead, save_asr_config
+from brq_att_alt.asr import HEAD_CKPT_NAME, CTCHead
 from brq_att_alt.inference import BestRQTranscriber
 from brq_att_alt.model import BestRQModel
 from brq_att_alt.pretrained import PretrainedEncoder
 from brq_att_alt.text import CharTokenizer
 from brq_att_alt.transcribe import main as transcribe_main
-from helpers import REPO_ROOT, TINY_MODEL, save_run
+from helpers import REPO_ROOT, TINY_MODEL, save_finetuned_run, save_run
 
 def expected_frames(num_samples: int) -> int:
     """fbank frames (10 ms hop, centred) padded to a multiple of 4, then / 4."""
@@ -24,17 +24,7 @@ def expected_frames(num_samples: int) -> int:
 
 
 def make_finetuned_folder(root: Path, mixer: str = "summarymixing", head: bool = True) -> Path:
-    torch.manual_seed(0)
-    model = BestRQModel(mixer=mixer, **TINY_MODEL)
-    save = save_run(model, root / "save")
-    if head:
-        tok = CharTokenizer()
-        ctc = CTCHead(32, tok.vocab_size, hidden_size=32)
-        with torch.no_grad():
-            ctc.net[-1].bias[0] -= 3.0  # blank not always the best: produce some characters
-        save_asr_config(ctc, tok, save)
-        torch.save(ctc.state_dict(), save / "CKPT+exported" / HEAD_CKPT_NAME)
-    return root
+    return save_finetuned_run(root, mixer=mixer, head=head)
 
 
 @pytest.fixture(scope="module")
