@@ -49,6 +49,7 @@ from brq_att_alt.csv_files import read_csv, write_csv
 from brq_att_alt.data.synthetic import ensure_synthetic_corpus
 from brq_att_alt.hparams import load_hparams_file
 from brq_att_alt.mixers import MIXERS
+from brq_att_alt.probes.compare import headline_metric
 from brq_att_alt.reproduce import PieceRunner, combine_seeds, plot_pretraining, read_train_log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -278,16 +279,13 @@ def table_markdown(rows: List[dict], mixers: List[str]) -> str:
 
 
 def wins(rows: List[dict], mixers: List[str]) -> Dict[str, dict]:
-    """Per mixer: rows (task / probe / metric) where the pre-trained encoder is better than its
-    twin, and where the two intervals do not overlap (the first metric of each task / probe only)."""
+    """Per mixer: the tasks (task / probe, judged by ``headline_metric``) where the pre-trained
+    encoder is better than its twin, and where the two intervals do not overlap."""
     out = {m: {"better": 0, "apart": 0, "worse_apart": 0, "rows": 0} for m in mixers}
     index = {(r["task"], r["probe"], r["metric"], r["mixer"], r["init"]): r for r in rows}
     firsts = list(dict.fromkeys((r["task"], r["probe"]) for r in rows))
     for task, probe in firsts:
-        metric = next(r["metric"] for r in rows if (r["task"], r["probe"]) == (task, probe)
-                      and not r["metric"].startswith("minDCF"))
-        lm = [r["metric"] for r in rows if (r["task"], r["probe"]) == (task, probe) and r["metric"].endswith("+LM")]
-        metric = lm[0] if lm else metric  # ASR: the WER with the LM
+        metric = headline_metric(dict.fromkeys(r["metric"] for r in rows if (r["task"], r["probe"]) == (task, probe)))
         for mixer in mixers:
             p, q = index.get((task, probe, metric, mixer, "pretrained")), index.get((task, probe, metric, mixer, "random"))
             if not p or not q:

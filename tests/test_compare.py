@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from brq_att_alt.probes.compare import (
-    COLUMNS, accuracy_ci, bootstrap_ci, comparison_markdown, comparison_rows, eer_ci, write_comparison,
+    COLUMNS, accuracy_ci, bootstrap_ci, comparison_markdown, comparison_rows, eer_ci, headline_metric, task_wins,
+    write_comparison,
 )
 from brq_att_alt.probes.training import accuracy_metric
 from brq_att_alt.probes.verification import compute_eer
@@ -102,6 +103,21 @@ def test_comparison_rows_better_side_and_overlap():
         comparison_rows([_entry("ASR", "BiLSTM", "finetuned", accuracy=_m(1, 0, 2, "higher"))])
 
 
+def test_task_wins_judge_each_task_by_its_headline_metric():
+    assert headline_metric(["WER test-clean", "WER test-clean +LM", "WER test-other +LM"]) == "WER test-clean +LM"
+    assert headline_metric(["minDCF", "EER"]) == "EER"
+    rows = comparison_rows([
+        _entry("ASR", "BiLSTM", "pretrained", **{"WER": _m(90.0, 85.0, 95.0, "lower"),
+                                                 "WER +LM": _m(30.0, 25.0, 35.0, "lower")}),
+        _entry("ASR", "BiLSTM", "random", **{"WER": _m(80.0, 75.0, 85.0, "lower"),
+                                             "WER +LM": _m(80.0, 75.0, 85.0, "lower")}),
+        _entry("SV", "Xvector", "pretrained", minDCF={"value": 0.5, "direction": "lower"}, EER=_m(20.0, 18.0, 22.0, "lower")),
+        _entry("SV", "Xvector", "random", minDCF={"value": 0.1, "direction": "lower"}, EER=_m(21.0, 19.0, 23.0, "lower")),
+    ])
+    # ASR counts by its WER with the LM (won, apart), SV by its EER (won, overlapping), not by minDCF
+    assert task_wins(rows) == {"tasks": 2, "pretrained": 2, "apart": 1, "random": 0}
+
+
 def test_comparison_table_files(tmp_path):
     rows = comparison_rows([
         _entry("ASR", "BiLSTM", "pretrained", **{"WER +LM": _m(30.0, 25.0, 35.0, "lower")}),
@@ -115,8 +131,10 @@ def test_comparison_table_files(tmp_path):
     assert lines[2] == ("| ASR | BiLSTM | WER +LM (%) ↓ | 30.00 [25.00, 35.00] | 80.00 [75.00, 85.00] | "
                         "**pre-trained**, intervals apart |")
     assert lines[3] == "| Intent | BiLSTM | accuracy (%) ↑ | 55.00 [45.00, 65.00] | 58.00 [48.00, 68.00] | random init |"
-    assert lines[-1] == ("Pre-trained better on 1 of 2 rows (1 with non-overlapping 95% intervals), "
+    assert lines[-2] == ("Pre-trained better on 1 of 2 rows (1 with non-overlapping 95% intervals), "
                          "random init better on 1.")
+    assert lines[-1] == ("Per task (its first metric; ASR: the WER with the LM): pre-trained better on 1 of 2 "
+                         "(1 with non-overlapping 95% intervals), random init better on 1.")
     with open(csv_path) as fh:
         table = list(csv.DictReader(fh))
     assert list(table[0]) == list(COLUMNS)

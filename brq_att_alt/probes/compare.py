@@ -132,6 +132,32 @@ def comparison_rows(results: Sequence[Mapping]) -> List[Dict[str, object]]:
     return out
 
 
+def headline_metric(names: Sequence[str]) -> str:
+    """The metric that stands for a task / probe in a count of wins: the first WER with the
+    n-gram LM (name ending in ``+LM``) if any, else the first metric that is not a minDCF."""
+    names = list(names)
+    with_lm = [n for n in names if n.endswith("+LM")]
+    if with_lm:
+        return with_lm[0]
+    return next((n for n in names if not n.startswith("minDCF")), names[0])
+
+
+def task_wins(rows: Sequence[Mapping]) -> Dict[str, int]:
+    """Over the task / probe pairs of ``comparison_rows``, judged by their ``headline_metric``:
+    {"tasks", "pretrained" (better), "apart" (better with the intervals apart), "random" (worse)}."""
+    pairs: Dict[Tuple[str, str], List[Mapping]] = {}
+    for row in rows:
+        pairs.setdefault((row["task"], row["probe"]), []).append(row)
+    out = {"tasks": len(pairs), "pretrained": 0, "apart": 0, "random": 0}
+    for pair_rows in pairs.values():
+        name = headline_metric([r["metric"] for r in pair_rows])
+        row = next(r for r in pair_rows if r["metric"] == name)
+        out["pretrained"] += row["better"] == "pretrained"
+        out["apart"] += row["better"] == "pretrained" and row["intervals_overlap"] is False
+        out["random"] += row["better"] == "random"
+    return out
+
+
 def _cell(value, low, high) -> str:
     if value is None:
         return "failed"
@@ -162,6 +188,11 @@ def comparison_markdown(rows: Sequence[Mapping], title_pretrained: str = "pre-tr
     losses = sum(r["better"] == "random" for r in rows)
     lines += ["", f"Pre-trained better on {wins} of {len(rows)} rows ({apart} with non-overlapping 95% intervals), "
                   f"random init better on {losses}."]
+    if rows:
+        t = task_wins(rows)
+        lines.append(f"Per task (its first metric; ASR: the WER with the LM): pre-trained better on {t['pretrained']} "
+                     f"of {t['tasks']} ({t['apart']} with non-overlapping 95% intervals), random init better on "
+                     f"{t['random']}.")
     return "\n".join(lines) + "\n"
 
 
