@@ -182,9 +182,11 @@ def test_voxceleb_probe_lr_falls_linearly_and_layer_weights_lr_stays(tmp_path, t
                                                                      mp3s_recipes):
     """MP3S VoxCeleb1: probe Adam 1e-3 -> 1e-4 linearly over the epochs with weight decay 2e-6; the
     layer weights at 0.01 throughout; training on crops (one entry per whole 3 s of each utterance)."""
-    overrides = [o for o in tiny_overrides("VoxCeleb1_SV", "Xvector") if not o.startswith("--number_of_epochs")]
+    # the YAML's own learning rate and 3 s crops (the --tiny table raises the rate and uses whole utterances)
+    overrides = [o for o in tiny_overrides("VoxCeleb1_SV", "Xvector")
+                 if not o.startswith(("--number_of_epochs", "--lr=", "--crop_seconds=", "--cache_hidden="))]
     brain = mp3s_recipes("VoxCeleb1_SV", "Xvector", tmp_path / "run", tiny_pretrained, tiny_corpus, *overrides,
-                         "--number_of_epochs=3")
+                         "--number_of_epochs=3", "--cache_hidden=False")
     epochs = _logged_epochs((tmp_path / "run" / "train_log.txt").read_text())
     assert [e["lr_probe"] for e in epochs] == pytest.approx([1e-3, 5.5e-4, 1e-4], rel=1e-2)
     assert [e["lr_weights"] for e in epochs] == pytest.approx([0.01] * 3)
