@@ -2,6 +2,7 @@
 """A laptop-scale reproduction of the papers' comparison, on the synthetic corpus, on a CPU.
 
     python scripts/reproduce_tiny.py [--out results/reproduce_tiny] [--quick] [--seeds 1000 1001]
+    python scripts/reproduce_tiny.py --report_only   # the report of what has finished so far
 
 What it does, piece by piece (each piece once: a killed run, started again with the same
 command, skips the finished pieces and resumes the unfinished one from its checkpoints):
@@ -413,6 +414,9 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each recipe (default 1)")
     parser.add_argument("--no_progress", "--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--skip_benchmark", "--skip-benchmark", action="store_true")
+    parser.add_argument("--report_only", "--report-only", action="store_true",
+                        help="run nothing: write the report from the pieces finished so far (e.g. while the run "
+                             "goes on in another process)")
     return parser.parse_args(argv)
 
 
@@ -442,8 +446,9 @@ def main(argv=None) -> int:
                           data_folder=data_folder, run_all=run_all, recipes=recipes, widths=None, machine=machine,
                           tiny_desc=f"{tiny['num_layers']} layers, d_ffn {tiny['d_ffn']}, {tiny['nhead']} heads, "
                                     f"kernel {tiny['kernel_size']}, {tiny['codebook_size']} codes",
-                          command=shlex.join(["python", "scripts/reproduce_tiny.py", *(argv if argv is not None
-                                                                                        else sys.argv[1:])]))
+                          command=shlex.join(["python", "scripts/reproduce_tiny.py", *[
+                              a for a in (argv if argv is not None else sys.argv[1:])
+                              if a not in ("--report_only", "--report-only")]]))
     ctx.probe_args = {seed: run_all.parse_args(
         ["--pretrained", "unused", "--tiny", "--output", str(out / "probes" / str(seed)), "--init_seed", str(seed),
          "--synthetic_folder", str(data_folder), "--threads", str(args.threads), "--jobs", "1",
@@ -457,8 +462,14 @@ def main(argv=None) -> int:
             names += [f"finetune/{mixer}/{seed}/{init}" for init in INITS]
     if not args.skip_benchmark:
         names.append("benchmark")
-    runner = PieceRunner(out, names, progress=not args.no_progress,
+    runner = PieceRunner(out, names, progress=not (args.no_progress or args.report_only),
                          log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.report_only:
+        runner.close()
+        ctx.widths = runner.record("widths")["result"] if runner.finished("widths") else None
+        report = write_report(ctx, runner, started)
+        print(f"report: {report}/README.md; {sum(runner.finished(n) for n in names)} of {len(names)} pieces finished")
+        return 0
     try:
         corpus_options = dict(tiny["synthetic_corpus_options"])
         runner.run("corpus", lambda: {"folder": str(ensure_synthetic_corpus(data_folder, corpus_options))})

@@ -123,6 +123,11 @@ def test_reproduction_driver_resumes_after_a_failed_piece_and_writes_the_report(
     per_model = 1 + 2 * len(driver.load_run_all().DEMO_RECIPES) + 2
     assert len(first) == 4 * per_model
     calls.clear()
+    assert driver.main(argv + ["--report_only"]) == 0 and calls == []  # runs nothing, writes the report
+    total = 2 + 4 * per_model  # the corpus, the widths, then 2 mixers x 2 seeds
+    assert f"pieces finished: {total - 1} of {total}" in (tmp_path / "report" / "README.md").read_text()
+    assert "--report_only" not in (tmp_path / "report" / "README.md").read_text()
+    calls.clear()
     fail.clear()
     assert driver.main(argv) == 0
     assert calls == ["probe/mhsa/1000/random/SLURP_IC/BiLSTM"]  # only the failed piece again
