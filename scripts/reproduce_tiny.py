@@ -388,7 +388,7 @@ def summary_text(ctx, runner, rows, table, curves, started) -> str:
         "mixer at a matched size, and whether minutes of BEST-RQ pre-training on synthetic speech give "
         "representations that beat the same network with random weights, task by task.",
         "- They do not rank the mixers as the papers do: tiny models (about 0.9M parameters), a few hundred "
-        "steps, minutes of eSpeak speech with a closed vocabulary and 64 synthetic voices; differences between "
+        f"steps, minutes of eSpeak speech with a closed vocabulary and {ctx.num_voices} synthetic voices; differences between "
         "mixers are mostly within the intervals, and the intervals cover test-item sampling only, with 2 seeds.",
         "- The synthetic tasks are stand-ins: speaker = eSpeak voice, emotion = prosody style, intent = "
         "sentence template, low-resource ASR = a small split of the same corpus. A random network's features "
@@ -444,6 +444,7 @@ def main(argv=None) -> int:
         machine = f"(machine description unavailable: {err})"
     ctx = SimpleNamespace(out=out, settings=settings, seeds=seeds, mixers=args.mixers, threads=args.threads,
                           data_folder=data_folder, run_all=run_all, recipes=recipes, widths=None, machine=machine,
+                          num_voices=dict(tiny["synthetic_corpus_options"]).get("num_speakers", "the corpus's"),
                           tiny_desc=f"{tiny['num_layers']} layers, d_ffn {tiny['d_ffn']}, {tiny['nhead']} heads, "
                                     f"kernel {tiny['kernel_size']}, {tiny['codebook_size']} codes",
                           command=shlex.join(["python", "scripts/reproduce_tiny.py", *[
