@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A laptop-scale reproduction of the papers' comparison, on the synthetic corpus, on a CPU.
 
+    python scripts/reproduce_tiny.py --jobs 2   # the recorded run: 2 seeds in parallel on 2 cores
     python scripts/reproduce_tiny.py [--out results/reproduce_tiny] [--quick] [--seeds 1000 1001]
     python scripts/reproduce_tiny.py --report_only   # the report of what has finished so far
 
@@ -28,7 +29,8 @@ command, skips the finished pieces and resumes the unfinished one from its check
 
 ``--quick`` runs the same pieces at toy sizes (a few steps and epochs) to check the pipeline
 in minutes; its numbers mean nothing. Recipes run one at a time, each with ``--threads``
-torch threads (default 1). Logs: ``<out>/<piece folder>/driver.log`` (pre-training, fine-tuning)
+torch threads (default 1); ``--jobs N`` runs the seeds in N processes of this script at once
+(after the corpus and the widths; the benchmark and the report once they are done). Logs: ``<out>/<piece folder>/driver.log`` (pre-training, fine-tuning)
 or the recipe folders' ``driver.log`` (probes); piece records in ``<out>/pieces/``.
 """
 
@@ -400,6 +402,46 @@ def summary_text(ctx, runner, rows, table, curves, started) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------ seeds in parallel
+def seed_groups(seeds: List[int], jobs: int) -> List[List[int]]:
+    """``seeds`` dealt round-robin into at most ``jobs`` non-empty groups, one per process."""
+    groups = [seeds[i::max(1, jobs)] for i in range(min(max(1, jobs), len(seeds)))]
+    return [g for g in groups if g]
+
+
+def child_command(args, group: List[int]) -> List[str]:
+    """This script for the seeds of ``group`` only: the same settings, no benchmark, no bar."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--out", str(Path(args.out).resolve()),
+           "--seeds", *map(str, group), "--mixers", *args.mixers, "--data_folder", str(Path(args.data_folder).resolve()),
+           "--threads", str(args.threads), "--jobs", "1", "--no_progress", "--skip_benchmark"]
+    if args.quick:
+        cmd.append("--quick")
+    if args.steps is not None:
+        cmd += ["--steps", str(args.steps)]
+    return cmd
+
+
+def run_seed_processes(args, seeds: List[int], runner: PieceRunner, out: Path) -> None:
+    """One process of this script per group of seeds (``seed_groups``), their output in
+    ``<out>/seeds_<seeds>.log``; the bar follows the pieces they finish. Pieces a process leaves
+    unfinished are run (again) by the caller afterwards, one at a time."""
+    procs = []
+    for group in seed_groups(seeds, args.jobs):
+        log = out / f"seeds_{'_'.join(map(str, group))}.log"
+        with open(log, "a") as fh:
+            procs.append((subprocess.Popen(child_command(args, group), cwd=REPO, stdout=fh,
+                                           stderr=subprocess.STDOUT), log))
+        runner.log(f"seeds {' '.join(map(str, group))}: a process of their own, log {log}")
+    while any(p.poll() is None for p, _ in procs):
+        time.sleep(5)
+        if runner.bar is not None:
+            runner.bar.n = sum(runner.finished(n) for n in runner.names)
+            runner.bar.refresh()
+    for p, log in procs:
+        if p.returncode != 0:
+            runner.log(f"a seed process ended with status {p.returncode} (see {log}); its unfinished pieces run now")
+
+
 # ------------------------------------------------------------------ main
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -412,6 +454,9 @@ def parse_args(argv=None):
     parser.add_argument("--data_folder", "--data-folder", default="data/synthetic_corpus",
                         help="the synthetic corpus (made there if absent)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each recipe (default 1)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="seeds run in parallel, each in its own process of this script (default 1: one "
+                             "piece at a time); 2 on a 2-core machine with --threads 1")
     parser.add_argument("--no_progress", "--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--skip_benchmark", "--skip-benchmark", action="store_true")
     parser.add_argument("--report_only", "--report-only", action="store_true",
@@ -439,7 +484,7 @@ def main(argv=None) -> int:
         info = machine_info("cpu")
         machine = (f"{info['cpu']}, {info['usable_cpus']} usable CPUs, {info['memory']}, torch {info['torch']}, "
                    f"load average at the report {info['load_average']}; recipes with {args.threads} thread(s), "
-                   "one at a time")
+                   + ("one at a time" if args.jobs <= 1 else f"{args.jobs} at a time (one process per seed)"))
     except Exception as err:  # the report still gets written
         machine = f"(machine description unavailable: {err})"
     ctx = SimpleNamespace(out=out, settings=settings, seeds=seeds, mixers=args.mixers, threads=args.threads,
@@ -477,6 +522,8 @@ def main(argv=None) -> int:
         ctx.widths = runner.run("widths", lambda: matched_widths(args.mixers))
         if ctx.widths is None:
             raise SystemExit("the widths piece failed: see " + str(runner.record_path("widths")))
+        if args.jobs > 1 and len(seeds) > 1:
+            run_seed_processes(args, seeds, runner, out)
         for seed in seeds:
             for mixer in args.mixers:
                 if runner.run(f"pretrain/{mixer}/{seed}", lambda: pretrain_piece(ctx, mixer, seed)) is None:

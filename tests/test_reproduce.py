@@ -143,3 +143,41 @@ def csv_rows(path):
 
     with open(path, newline="") as fh:
         yield from csv.DictReader(fh)
+
+
+def test_jobs_run_the_seeds_in_processes_of_their_own(tmp_path, monkeypatch):
+    """--jobs 2: one child process per seed (stood in for by an in-process call of the same
+    command line), then the parent finds every piece done and writes the report."""
+    driver = load_driver()
+    assert driver.seed_groups([1, 2, 3], 2) == [[1, 3], [2]] and driver.seed_groups([1], 4) == [[1]]
+    ran, children = [], []
+
+    def pretrain(ctx, mixer, seed):
+        ran.append((mixer, seed))
+        folder = ctx.out / "pretrain" / mixer / str(seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "train_log.txt").write_text(LOG)
+        return {"run": "x", "d_model": 64, "parameters": 1, "last_epoch": {}}
+
+    class FakeProcess:
+        def __init__(self, cmd, **kwargs):
+            assert cmd[1].endswith("reproduce_tiny.py") and "--skip_benchmark" in cmd and "--jobs" in cmd
+            children.append(cmd)
+            self.returncode = driver.main(cmd[2:])
+
+        def poll(self):
+            return self.returncode
+
+    monkeypatch.setattr(driver, "pretrain_piece", pretrain)
+    monkeypatch.setattr(driver, "probe_piece", lambda *a: {"metrics": {}, "folder": "x"})
+    monkeypatch.setattr(driver, "finetune_piece", lambda *a: {"metrics": {}, "folder": "x"})
+    monkeypatch.setattr(driver, "ensure_synthetic_corpus", lambda folder, options: folder)
+    monkeypatch.setattr(driver, "matched_widths", lambda mixers: {m: {"d_model": 64, "parameters": 1000,
+                                                                    "vs_reference": 0.0} for m in mixers})
+    monkeypatch.setattr(driver.subprocess, "Popen", FakeProcess)
+    argv = ["--out", str(tmp_path), "--mixers", "pom", "--seeds", "1000", "1001", "--jobs", "2", "--skip_benchmark",
+            "--no_progress", "--data_folder", str(tmp_path / "corpus")]
+    assert driver.main(argv) == 0
+    assert [c[c.index("--seeds") + 1] for c in children] == ["1000", "1001"]
+    assert sorted(ran) == [("pom", 1000), ("pom", 1001)]  # each pre-training once, in its seed's process
+    assert "2 at a time" in (tmp_path / "report" / "README.md").read_text()
