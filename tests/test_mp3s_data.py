@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -303,6 +304,61 @@ def test_prepare_iemocap_wrong_folder(tmp_path):
 
 
 # -------------------------------------------------------------- synthetic tasks
+def _nan_wav(path: Path, wav):
+    """``wav`` as a float WAV with one NaN sample (float files are the ones that can hold NaN)."""
+    broken = np.asarray(wav, dtype=np.float32).copy()
+    broken[len(broken) // 2] = np.nan
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), broken, 16000, format="WAV", subtype="FLOAT")
+    return path
+
+
+def _skipped(path: Path) -> dict:
+    return dict(line.split("\t") for line in path.read_text().splitlines())
+
+
+def test_non_finite_audio_is_left_out_of_every_mp3s_preparation(tmp_path, clips):
+    """Common Voice, SLURP and IEMOCAP: a file with NaN samples is not in the manifest and is
+    listed, with the reason, in the skipped-files report (LibriSpeech / VoxCeleb: test_data)."""
+    # Common Voice: the first train clip replaced by a NaN float WAV (a .wav under the .mp3 name)
+    cv = tmp_path / "cv"
+    header = "client_id\tpath\tsentence\n"
+    for split, idx in (("train", [0, 1]), ("dev", [2]), ("test", [3])):
+        lines = [header]
+        for i in idx:
+            name = f"clip_{i}.mp3"
+            if i == 0:
+                _nan_wav(cv / "clips" / f"clip_{i}.wav", clips[i][0])
+            else:
+                write(cv / "clips" / name, clips[i][0], fmt="MP3")
+            lines.append(f"spk\t{name}\t{clips[i][1]}\n")
+        (cv / f"{split}.tsv").write_text("".join(lines))
+    out = prepare_commonvoice(cv, tmp_path / "cv_m")
+    assert [r["ID"] for r in rows(out["train"])] == ["clip_1"]
+    assert _skipped(tmp_path / "cv_m" / "train_skipped.txt") == {
+        str((cv / "clips" / "clip_0.wav").resolve()): "non-finite samples"}
+
+    # SLURP: audio-2 damaged
+    slurp = tmp_path / "slurp"
+    _slurp(slurp, clips)
+    _nan_wav(slurp / "slurp_real" / "audio-2.flac", clips[1][0])  # float WAV data under a .flac name
+    out = prepare_slurp(slurp, tmp_path / "slurp_m")
+    assert [r["ID"] for r in rows(out["train"])] == ["audio-1", "audio-3"]
+    assert _skipped(tmp_path / "slurp_m" / "train_skipped.txt") == {
+        str((slurp / "slurp_real" / "audio-2.flac").resolve()): "non-finite samples"}
+    assert list(_skipped(tmp_path / "slurp_m" / "dev_skipped.txt").values()) == ["missing audio"]
+
+    # IEMOCAP: one labelled utterance damaged
+    iemocap = tmp_path / "IEMOCAP_full_release"
+    _iemocap(iemocap, clips)
+    bad = iemocap / "Session2" / "sentences" / "wav" / "Ses02F_impro01" / "Ses02F_impro01_F000.wav"
+    _nan_wav(bad, clips[0][0])
+    prepare_iemocap(iemocap, tmp_path / "ie_m")
+    every = rows(tmp_path / "ie_m" / "all.csv")
+    assert len(every) == 14 and "Ses02F_impro01_F000" not in {r["ID"] for r in every}
+    assert _skipped(tmp_path / "ie_m" / "all_skipped.txt") == {str(bad.resolve()): "non-finite samples"}
+
+
 def test_synthetic_task_manifests(tiny_corpus, tmp_path):
     labels = rows(tiny_corpus / "labels.csv")
     speakers = sorted({r["spk_id"] for r in labels}, key=int)

@@ -11,8 +11,9 @@ Expected layout (one language of the official release)::
 ``cv-corpus-11.0-2022-09-21`` with ``cy/`` inside). Output:
 ``<save_folder>/{train,dev,test}.csv`` with columns ``ID,duration,wav,spk_id,wrd``
 (``wrd`` normalised by :func:`normalize_text`: upper case, letters, apostrophes
-and single spaces only). Clips that are missing or unreadable are skipped and
-listed in ``<split>_skipped.txt``.
+and single spaces only). Clips that are missing, unreadable, truncated or hold non-finite
+samples (``manifest.check_audio_file``, in parallel) are skipped and listed in
+``<split>_skipped.txt`` with the reason.
 """
 
 import csv
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
 
 from ..csv_files import read_csv, write_csv
-from .manifest import already_prepared, audio_duration, fmt_duration, record_options, write_skipped
+from .manifest import already_prepared, check_audio_file, fmt_duration, map_files, record_options, write_skipped
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def prepare_commonvoice(data_folder: Union[str, Path], save_folder: Union[str, P
         return out
     save_folder.mkdir(parents=True, exist_ok=True)
     for split in splits:
-        rows, skipped = [], []
+        rows, skipped, candidates = [], [], []
         records = read_csv(root / f"{split}.tsv", required=("client_id", "path", "sentence"), delimiter="\t",
                            quoting=csv.QUOTE_NONE)
         for rec in records:
@@ -103,10 +104,12 @@ def prepare_commonvoice(data_folder: Union[str, Path], save_folder: Union[str, P
             if not words:
                 skipped.append((clip, "empty transcript"))
                 continue
-            try:
-                duration = audio_duration(clip)
-            except Exception as err:
-                skipped.append((clip, f"unreadable audio: {err}"))
+            candidates.append((rec, clip, words))
+        checks = map_files(check_audio_file, [str(clip) for _, clip, _ in candidates],
+                           desc=f"Common Voice {split}: checking audio")
+        for (rec, clip, words), (duration, problem) in zip(candidates, checks):
+            if problem is not None:  # unreadable, truncated or non-finite samples
+                skipped.append((clip, problem))
                 continue
             if max_duration is not None and duration > max_duration:
                 continue

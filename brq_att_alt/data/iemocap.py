@@ -14,7 +14,9 @@ setting), sad, angry. ``data_folder`` may also be the folder holding
   ``speaker`` the number MP3S gives it: session k holds speakers 2k-1, female, and 2k, male);
 * ``fold_<k>/{train,valid,test}.csv``, one fold per test speaker k = 1..10 as MP3S
   (``different_speakers: True``): speaker k is the test set, the other speaker of its
-  session the validation set, the 8 others the training set.
+  session the validation set, the 8 others the training set;
+* ``all_skipped.txt``: labelled utterances left out (missing, unreadable, truncated or
+  non-finite audio: ``manifest.check_audio_file``, in parallel) with the reason.
 
 :func:`make_speaker_folds` builds the folds from any such rows (the synthetic corpus
 uses it with its voices as speakers, two per session).
@@ -26,12 +28,12 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from ..csv_files import read_csv, write_csv
-from .manifest import already_prepared, audio_duration, fmt_duration, record_options
+from .manifest import already_prepared, check_audio_file, fmt_duration, map_files, record_options, write_skipped
 
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("ID", "duration", "wav", "spk_id", "session", "speaker", "emo")
-PREP_VERSION = 2  # 2: speaker numbers and leave-one-speaker-out folds
+PREP_VERSION = 3  # 2: speaker numbers and leave-one-speaker-out folds; 3: audio checked (all_skipped.txt)
 EMOTIONS = {"neu": "neu", "hap": "hap", "exc": "hap", "sad": "sad", "ang": "ang"}
 _LINE = re.compile(r"^\[(\d+(?:\.\d+)?) - (\d+(?:\.\d+)?)\]\s+(\S+)\s+(\S+)\s+\[")
 EXPECTED = ("<data_folder>/Session<k>/sentences/wav/<dialog>/<utt>.wav and "
@@ -97,8 +99,8 @@ def prepare_iemocap(data_folder: Union[str, Path], save_folder: Union[str, Path]
     options = {"version": PREP_VERSION, "data_folder": str(root.resolve())}
     if already_prepared(save_folder, ["all.csv"], options, "iemocap"):
         return make_speaker_folds(read_csv(save_folder / "all.csv"), save_folder, test_speakers)
-    rows: List[dict] = []
-    missing = 0
+    candidates: List[tuple] = []  # (wav, utterance, session, emotion)
+    skipped: List[tuple] = []
     for k in range(1, 6):
         session_dir = root / f"Session{k}"
         evals = sorted((session_dir / "dialog" / "EmoEvaluation").glob("*.txt"))
@@ -116,18 +118,27 @@ def prepare_iemocap(data_folder: Union[str, Path], save_folder: Union[str, Path]
                 utt = m.group(3)
                 wav = session_dir / "sentences" / "wav" / dialog / f"{utt}.wav"
                 if not wav.is_file():
-                    missing += 1
+                    skipped.append((wav, "missing audio"))
                     continue
-                gender = utt.split("_")[-1][0]  # the speaking turn's: Ses01F_impro01_M003 -> M
-                rows.append({"ID": utt, "duration": fmt_duration(audio_duration(wav)), "wav": str(wav.resolve()),
-                             "spk_id": utt[:5] + gender, "session": str(k), "speaker": speaker_number(k, gender),
-                             "emo": EMOTIONS[m.group(4)]})
-    if missing:
-        logger.warning("IEMOCAP: %d labelled utterances have no wav file; skipped", missing)
+                candidates.append((wav, utt, k, EMOTIONS[m.group(4)]))
+    checks = map_files(check_audio_file, [str(c[0]) for c in candidates], desc="IEMOCAP: checking audio")
+    rows: List[dict] = []
+    for (wav, utt, k, emo), (duration, problem) in zip(candidates, checks):
+        if problem is not None:  # unreadable, truncated or non-finite samples
+            skipped.append((wav, problem))
+            continue
+        gender = utt.split("_")[-1][0]  # the speaking turn's: Ses01F_impro01_M003 -> M
+        rows.append({"ID": utt, "duration": fmt_duration(duration), "wav": str(wav.resolve()),
+                     "spk_id": utt[:5] + gender, "session": str(k), "speaker": speaker_number(k, gender),
+                     "emo": emo})
+    if skipped:
+        logger.warning("IEMOCAP: %d labelled utterances skipped (missing or unreadable audio): see all_skipped.txt",
+                       len(skipped))
     if not rows:
         raise ValueError(f"No labelled IEMOCAP utterance with audio under {root}; expected {EXPECTED}.")
     rows.sort(key=lambda r: r["ID"])
     save_folder.mkdir(parents=True, exist_ok=True)
     write_csv(save_folder / "all.csv", CSV_COLUMNS, rows)
+    write_skipped(save_folder / "all_skipped.txt", skipped)
     record_options(save_folder, options, "iemocap")
     return make_speaker_folds(rows, save_folder, test_speakers)

@@ -1,4 +1,4 @@
-"""Helpers shared by the dataset preparations: audio durations and checks, the per-file
+"""Helpers shared by the dataset preparations: the audio check (duration or why not), the per-file
 checks run in parallel with a progress bar, the "already prepared" marker, splits.
 
 CSV manifests are read and written with ``brq_att_alt.csv_files``."""
@@ -21,19 +21,6 @@ TAIL_FRAMES = 1600  # the last 0.1 s at 16 kHz is decoded: catches truncated fil
 NON_FINITE = "non-finite samples"
 # Below this many files a process pool costs more than it saves: checked in this process.
 PARALLEL_MIN_FILES = 256
-
-
-def audio_duration(path: Path) -> float:
-    """Duration in seconds from the header (mp3 / wav / flac); falls back to decoding."""
-    try:
-        info = sf.info(str(path))
-        if info.frames > 0 and info.samplerate > 0:
-            return info.frames / info.samplerate
-    except Exception:  # header unreadable: decode it (raises a clear AudioReadError if bad)
-        pass
-    from .audio import read_audio
-
-    return read_audio(path).numel() / 16000.0
 
 
 def check_audio_file(path) -> Tuple[Optional[float], Optional[str]]:

@@ -9,7 +9,9 @@ Each jsonl line is a JSON object with ``scenario``, ``intent``, ``sentence`` and
 ``recordings`` (a list of ``{"file": ...}``); one manifest row per recording.
 ``data_folder`` may also hold the jsonl files directly, and the audio may sit in
 ``<data_folder>/audio/slurp_real``. Output ``<save_folder>/{train,dev,test}.csv``
-with columns ``ID,duration,wav,scenario,intent,wrd`` (``devel`` -> ``dev``).
+with columns ``ID,duration,wav,scenario,intent,wrd`` (``devel`` -> ``dev``), and
+``<split>_skipped.txt``: recordings left out (missing, unreadable, truncated, non-finite
+samples: ``manifest.check_audio_file``, in parallel) with the reason.
 """
 
 import json
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 from ..csv_files import write_csv
-from .manifest import already_prepared, audio_duration, fmt_duration, record_options
+from .manifest import already_prepared, check_audio_file, fmt_duration, map_files, record_options, write_skipped
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +60,8 @@ def prepare_slurp(data_folder: Union[str, Path], save_folder: Union[str, Path],
     save_folder.mkdir(parents=True, exist_ok=True)
     for name, source in SPLITS.items():
         sources = [source] + (["train_synthetic"] if name == "train" and use_synthetic else [])
-        rows: List[dict] = []
-        seen, missing = set(), 0
+        candidates: List[tuple] = []  # (uid, wav, record), each recording once
+        seen, missing = set(), []
         for src in sources:
             path = jsonl_dir / f"{src}.jsonl"
             if not path.is_file():
@@ -77,23 +79,30 @@ def prepare_slurp(data_folder: Union[str, Path], save_folder: Union[str, Path],
                         fname = recording["file"]
                         wav = next((d / fname for d in audio_dirs if (d / fname).is_file()), None)
                         if wav is None:
-                            missing += 1
+                            missing.append((audio_dirs[0] / fname, "missing audio"))
                             continue
                         uid = Path(fname).stem
-                        if uid in seen:
-                            continue
-                        duration = audio_duration(wav)
-                        if max_duration is not None and duration > max_duration:
-                            continue
-                        seen.add(uid)
-                        rows.append({"ID": uid, "duration": fmt_duration(duration), "wav": str(wav.resolve()),
-                                     "scenario": scenario, "intent": rec.get("intent", ""),
-                                     "wrd": " ".join(str(rec.get("sentence", "")).upper().split())})
+                        if uid not in seen:
+                            seen.add(uid)
+                            candidates.append((uid, wav, scenario, rec))
+        checks = map_files(check_audio_file, [str(c[1]) for c in candidates], desc=f"SLURP {name}: checking audio")
+        rows, skipped = [], list(missing)
+        for (uid, wav, scenario, rec), (duration, problem) in zip(candidates, checks):
+            if problem is not None:  # unreadable, truncated or non-finite samples
+                skipped.append((wav, problem))
+                continue
+            if max_duration is not None and duration > max_duration:
+                continue
+            rows.append({"ID": uid, "duration": fmt_duration(duration), "wav": str(wav.resolve()),
+                         "scenario": scenario, "intent": rec.get("intent", ""),
+                         "wrd": " ".join(str(rec.get("sentence", "")).upper().split())})
         if not rows:
-            raise ValueError(f"No SLURP recording of {sources} found in {[str(d) for d in audio_dirs]} "
-                             f"({missing} missing files); expected {EXPECTED}.")
-        if missing:
-            logger.warning("SLURP %s: %d recordings listed but absent; skipped", name, missing)
+            raise ValueError(f"No usable SLURP recording of {sources} in {[str(d) for d in audio_dirs]} "
+                             f"({len(missing)} missing, {len(skipped) - len(missing)} unreadable); expected {EXPECTED}.")
+        if skipped:
+            logger.warning("SLURP %s: %d recordings skipped (missing or unreadable): see %s_skipped.txt",
+                           name, len(skipped), name)
         write_csv(save_folder / f"{name}.csv", CSV_COLUMNS, rows)
+        write_skipped(save_folder / f"{name}_skipped.txt", skipped)
     record_options(save_folder, options, "slurp")
     return out
