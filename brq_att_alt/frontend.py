@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .padding import zero_padded
+from .padding import lengths_to_padding_mask, zero_padded
 
 
 def subsampled_padding_mask(mask: Optional[torch.Tensor], steps: int = 1) -> Optional[torch.Tensor]:
@@ -35,7 +35,7 @@ def subsampled_padding_mask(mask: Optional[torch.Tensor], steps: int = 1) -> Opt
     for _ in range(steps):
         lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
         T = (T + 1) // 2
-    return torch.arange(T, device=mask.device).unsqueeze(0) >= lengths.unsqueeze(1)
+    return lengths_to_padding_mask(lengths, T)
 
 
 class ConvBlock2d(nn.Module):

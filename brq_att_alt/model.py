@@ -10,7 +10,7 @@ option of the mixer with its default filled in), so that a later change of a
 default cannot change a saved model.
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -114,13 +114,3 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters; buffers such as the quantizer are not counted."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
-
-def layer_summary(model: BestRQModel) -> List[str]:
-    """Human-readable parameter breakdown of a BestRQModel, one line per part."""
-    parts = {
-        "front end": model.frontend,
-        "conformer": model.encoder,
-        "  of which mixers": nn.ModuleList(layer.mixer for layer in model.encoder.layers),
-        "head": model.head,
-    }
-    return [f"{name:<18}{count_parameters(m) / 1e6:8.2f}M" for name, m in parts.items()]

@@ -208,8 +208,7 @@ def main(argv=None) -> int:
     folder = make_model_folder(work / f"model_{a.mixer}", a.mixer, a.seed)
     memory_limit = worker_memory_limit(a.memory_limit_gb if a.memory_limit_gb is not None
                                        else (None if a.mixer == "mhsa" else 0))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-           "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads), LIMIT_ENV: str(memory_limit or 0)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads), LIMIT_ENV: str(memory_limit or 0)}
     machine = machine_info("cpu")
     print(f"# {machine_label(machine)}; load average {machine['load_average']}; model {folder}", flush=True)
     rows = []

@@ -71,7 +71,7 @@ def test_every_module_is_in_a_layer():
 
 
 def test_recipes_scripts_and_tests_edit_no_import_path():
-    edits = re.compile(r"sys\.path\.(insert|append)|sys\.path\s*=")
+    edits = re.compile(r"sys\.path\.(insert|append)|sys\.path\s*=|[\"']PYTHONPATH[\"']")
     offenders = [f"{p.relative_to(REPO_ROOT)}" for folder in ("recipes", "scripts", "tests", "brq_att_alt")
                  for p in (REPO_ROOT / folder).rglob("*.py") if p.name != "test_architecture.py"
                  and edits.search(p.read_text(encoding="utf-8"))]

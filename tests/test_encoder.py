@@ -12,12 +12,13 @@ from brq_att_alt.masking import apply_span_mask, compute_span_mask, encoder_fram
 from brq_att_alt.mixers import MIXERS, mixer_option_names
 from brq_att_alt.model import BestRQModel
 from brq_att_alt.quantizer import RandomProjectionQuantizer
-from helpers import padded_batch
+from helpers import TINY_MODEL, padded_batch
 
 
 def small_encoder(mixer, **kw):
     torch.manual_seed(0)
-    return ConformerEncoder(num_layers=2, d_model=32, d_ffn=64, nhead=4, kernel_size=7, dropout=0.1, mixer=mixer, **kw)
+    encoder_settings = {k: v for k, v in TINY_MODEL.items() if k != "codebook_size"}
+    return ConformerEncoder(**encoder_settings, dropout=0.1, mixer=mixer, **kw)
 
 
 @pytest.mark.parametrize("mixer", MIXERS)
@@ -231,7 +232,7 @@ def test_frontend_subsamples_and_is_padding_exact():
 
 def test_model_padding_exact_end_to_end():
     torch.manual_seed(0)
-    model = BestRQModel("pom", d_model=32, num_layers=2, nhead=4, d_ffn=64, kernel_size=7, codebook_size=64).eval()
+    model = BestRQModel("pom", **TINY_MODEL).eval()
     seqs = [torch.randn(T, 80) for T in (24, 48)]
     x, mask = padded_batch(seqs)
     with torch.no_grad():
@@ -283,7 +284,7 @@ def test_config_records_every_choice_and_rebuilds_the_same_model(tmp_path):
     """brq_model.json (model.config) rebuilds exactly the trained model: resolved position
     encoding, activation, every mixer option with its default."""
     torch.manual_seed(0)
-    kw = dict(d_model=32, num_layers=2, nhead=4, d_ffn=64, kernel_size=7, codebook_size=64)
+    kw = TINY_MODEL
     for mixer in MIXERS:
         model = BestRQModel(mixer, **kw).eval()
         cfg = json.loads(json.dumps(model.config))
@@ -306,7 +307,7 @@ def test_config_records_every_choice_and_rebuilds_the_same_model(tmp_path):
 
 
 def test_checkpoint_of_the_old_layout_is_refused_with_a_message():
-    model = BestRQModel("mhsa", d_model=32, num_layers=1, nhead=4, d_ffn=64, kernel_size=7, codebook_size=64)
+    model = BestRQModel("mhsa", **{**TINY_MODEL, "num_layers": 1})
     state = model.state_dict()
     state["frontend.block1.norm.weight"] = torch.ones(128)  # channel-only LayerNorm of the old front end
     state["frontend.block1.norm.bias"] = torch.zeros(128)

@@ -134,6 +134,23 @@ def test_output_folder_rules(asr_run, tmp_path):
     assert export_main([str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
 
 
+def test_export_command_writes_the_same_folder_as_the_function(asr_run, tmp_path):
+    """``python -m brq_att_alt.export RUN OUT``, as the README gives it: exit 0, the folder's path
+    printed last, and the files that ``export()`` writes, the weights byte for byte."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "by_command"
+    proc = subprocess.run([sys.executable, "-m", "brq_att_alt.export", str(asr_run), str(out)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(out)
+    reference = export(asr_run, tmp_path / "by_function")
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())
+    for name in ("model.ckpt", "head.ckpt", "tokenizer.ckpt", "hyperparams.yaml", "brq_model.json"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
 def test_lm_checks(asr_run, tmp_path):
     bad = tmp_path / "lm.txt"
     bad.write_text("not an lm\n")

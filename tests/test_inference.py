@@ -16,7 +16,7 @@ from brq_att_alt.model import BestRQModel
 from brq_att_alt.pretrained import PretrainedEncoder
 from brq_att_alt.text import CharTokenizer
 from brq_att_alt.transcribe import main as transcribe_main
-from helpers import REPO_ROOT, TINY_MODEL, save_finetuned_run, save_run
+from helpers import TINY_MODEL, save_finetuned_run, save_run
 
 def expected_frames(num_samples: int) -> int:
     """fbank frames (10 ms hop, centred) padded to a multiple of 4, then / 4."""
@@ -185,7 +185,7 @@ def test_five_minutes_in_one_pass_with_bounded_memory(tmp_path):
     """
     script = tmp_path / "long.py"
     script.write_text(LONG_AUDIO_SCRIPT)
-    env = {"PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}  # the installed package, no import path
     proc = subprocess.run([sys.executable, str(script), "summarymixing", "300", json.dumps(TINY_MODEL)],
                           capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -84,6 +84,14 @@ def _as_float(v) -> float:
     return float(v)
 
 
+def _by_configuration(rows: Iterable[dict]) -> List[Tuple[Tuple[str, float], List[dict], List[dict]]]:
+    """Per-run rows grouped by (mixer, seconds), in first-seen order: (key, all rows, the ``ok`` ones)."""
+    groups: Dict[Tuple[str, float], List[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["mixer"], float(r["seconds"])), []).append(r)
+    return [(key, rs, [r for r in rs if r["status"] == STATUS_OK]) for key, rs in groups.items()]
+
+
 def summarize(rows: Iterable[dict], baseline: Optional[str] = None, confidence: float = 0.95) -> List[dict]:
     """Per-run rows -> one summary row per (mixer, seconds), in first-seen order.
 
@@ -93,12 +101,8 @@ def summarize(rows: Iterable[dict], baseline: Optional[str] = None, confidence: 
     (``relative_saving``); NaN where either is missing or failed. Rows read back from a
     CSV (strings) are accepted.
     """
-    groups: Dict[Tuple[str, float], List[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["mixer"], float(r["seconds"])), []).append(r)
     summary = []
-    for (mixer, seconds), rs in groups.items():
-        ok = [r for r in rs if r["status"] == STATUS_OK]
+    for (mixer, seconds), rs, ok in _by_configuration(rows):
         status = STATUS_OK if ok else rs[0]["status"]
         t = mean_ci([_as_float(r["time_s"]) for r in ok], confidence)
         m = mean_ci([_as_float(r["peak_mem_mib"]) for r in ok], confidence)
@@ -190,12 +194,8 @@ def interleaved_summary(rows: Iterable[dict], baseline: Optional[str] = None, st
     time (the baseline's own is 1); ``audio_s_per_s`` = seconds x batch / time. Failed
     encoders keep their status and error with NaN numbers.
     """
-    groups: Dict[Tuple[str, float], List[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["mixer"], float(r["seconds"])), []).append(r)
     out = []
-    for (mixer, seconds), rs in groups.items():
-        ok = [r for r in rs if r["status"] == STATUS_OK]
+    for (mixer, seconds), rs, ok in _by_configuration(rows):
         times = [_as_float(r["time_s"]) for r in ok]
         flops = next((_as_float(r["flops"]) for r in rs if r.get("flops") not in (None, "")), math.nan)
         batch = rs[0].get("batch_size")
