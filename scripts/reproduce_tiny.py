@@ -17,7 +17,8 @@ command, skips the finished pieces and resumes the unfinished one from its check
    number of optimizer steps for every mixer;
 4. each pre-trained encoder and its random-initialised twin (same architecture, weights drawn
    with the seed) probed on every synthetic MP3S task (``recipes/MP3S/run_all.py``'s
-   ``--tiny`` settings, one probe per task: ``run_all.DEMO_RECIPES``) and fine-tuned with CTC
+   ``--tiny`` settings with fewer epochs and emotion folds, ``SETTINGS``; one probe per task:
+   ``run_all.DEMO_RECIPES``) and fine-tuned with CTC
    (``recipes/finetune_ctc/hparams/finetune_ctc_tiny.yaml``, fewer epochs);
 5. the speed and memory of the same encoders against input length (``scripts/benchmark.py
    --config``, one ``brq_model.json`` per mixer);
@@ -35,6 +36,7 @@ or the recipe folders' ``driver.log`` (probes); piece records in ``<out>/pieces/
 """
 
 import argparse
+import copy
 import datetime
 import importlib.util
 import json
@@ -62,13 +64,20 @@ FINETUNE_YAML = REPO / "recipes" / "finetune_ctc" / "hparams" / "finetune_ctc_ti
 BENCHMARK_SCRIPT = REPO / "scripts" / "benchmark.py"
 INITS = ("pretrained", "random")
 
-# The full setting (about 2 hours on a 2-core CPU) and --quick (minutes; numbers meaningless)
+# The full setting (about 2 hours on a 2-core CPU with --jobs 2) and --quick (minutes; numbers
+# meaningless). probe_overrides go to every probe, recipe_overrides to one recipe ("Task/probe"),
+# on top of run_all.py's --tiny settings: fewer epochs and emotion folds than the demo's, so that
+# 6 mixers x 2 seeds x 2 initialisations fit the time.
 SETTINGS = {
-    "full": {"steps": 600, "seeds": [1000, 1001], "finetune_epochs": 8, "probe_overrides": {},
+    "full": {"steps": 600, "seeds": [1000, 1001], "finetune_epochs": 6, "probe_overrides": {},
+             "recipe_overrides": {"LibriSpeech_ASR/BiLSTM": {"number_of_epochs": 10},
+                                  "SLURP_IC/BiLSTM": {"number_of_epochs": 8},
+                                  "IEMOCAP_ER/ECAPA": {"number_of_epochs": 10, "folds": "[1,2]"}},
              "pretrain_overrides": {}, "finetune_overrides": {},
              "benchmark": ["--lengths", "5", "10", "20", "40", "80", "160", "--runs", "3", "--warmup", "1"]},
     "quick": {"steps": 6, "seeds": [1000, 1001], "finetune_epochs": 1,
               "probe_overrides": {"number_of_epochs": 1, "train_subset": 16, "valid_subset": 8, "test_subset": 8},
+              "recipe_overrides": {"IEMOCAP_ER/ECAPA": {"folds": "[1]"}},
               "pretrain_overrides": {"max_batch_length": 8},
               "finetune_overrides": {"max_batch_length": 8, "test_splits": "[test-clean]"},
               "benchmark": ["--lengths", "1", "2", "--runs", "2", "--warmup", "0"]},
@@ -151,7 +160,9 @@ def pretrain_piece(ctx, mixer: str, seed: int) -> dict:
 
 def probe_piece(ctx, mixer: str, seed: int, init: str, recipe) -> dict:
     run = ctx.out / "pretrain" / mixer / str(seed)
-    args = ctx.probe_args[seed]
+    args = copy.copy(ctx.probe_args[seed])  # this recipe's own overrides on top of the common ones
+    args.set = list(args.set) + [f"{k}={v}" for k, v in
+                                 ctx.settings["recipe_overrides"].get(recipe_key(recipe), {}).items()]
     label = mixer + (ctx.run_all.RANDOM_SUFFIX if init == "random" else "")
     language = "cy" if recipe.task == "CommonVoice_ASR" else None
     job = ctx.run_all.Job(recipe, language, label, str(run.resolve()), init)
@@ -301,6 +312,14 @@ def wins(rows: List[dict], mixers: List[str]) -> Dict[str, dict]:
     return out
 
 
+def overrides_text(settings: dict) -> str:
+    """The setting's changes to the --tiny probe settings, as report text ("" if none)."""
+    parts = [f"{k}={v}" for k, v in settings["probe_overrides"].items()]
+    parts += [f"{recipe} {k}={v}" for recipe, changes in settings["recipe_overrides"].items()
+              for k, v in changes.items()]
+    return f", with {', '.join(parts)}" if parts else ""
+
+
 def write_report(ctx, runner: PieceRunner, started: float) -> Path:
     report = ctx.out / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -359,7 +378,7 @@ def summary_text(ctx, runner, rows, table, curves, started) -> str:
         f"Pre-training: {ctx.settings['steps']} optimizer steps per mixer and seed (seeds {', '.join(map(str, ctx.seeds))}), "
         "the synthetic corpus's train-clean-100. Probes: `run_all.py --tiny`, one per task "
         f"({', '.join(recipe_key(r) for r in ctx.recipes)}), on the pre-trained encoder and on its random-initialised "
-        f"twin (weights drawn with the seed). CTC fine-tuning: `finetune_ctc_tiny.yaml`, "
+        "twin (weights drawn with the seed)" + overrides_text(ctx.settings) + ". CTC fine-tuning: `finetune_ctc_tiny.yaml`, "
         f"{ctx.settings['finetune_epochs']} epochs, 3-gram LM of the training transcripts.", "",
         "Each cell: the mean over the seeds and its 95% interval. Each run's interval is the percentile "
         "bootstrap over its test items (utterances for accuracy and WER, trials for the EER, pooled over the "

@@ -181,3 +181,30 @@ def test_jobs_run_the_seeds_in_processes_of_their_own(tmp_path, monkeypatch):
     assert [c[c.index("--seeds") + 1] for c in children] == ["1000", "1001"]
     assert sorted(ran) == [("pom", 1000), ("pom", 1001)]  # each pre-training once, in its seed's process
     assert "2 at a time" in (tmp_path / "report" / "README.md").read_text()
+
+
+def test_recipe_overrides_reach_only_their_recipe(tmp_path, monkeypatch):
+    """The setting's recipe_overrides (e.g. the emotion task's folds) go to that recipe's command
+    only; the overrides common to every probe go to each; the shared arguments stay unchanged."""
+    from types import SimpleNamespace
+
+    driver = load_driver()
+    run_all = driver.load_run_all()
+    recipes = {driver.recipe_key(r): r for r in run_all.find_recipes()}
+    args = run_all.parse_args(["--pretrained", "unused", "--tiny", "--output", str(tmp_path), "--set=train_subset=16"])
+    commands = []
+
+    def run_one(job, a):
+        commands.append(run_all.build_command(job.recipe, job.pretrained, tmp_path, a, job.language, job.init))
+        return {"metrics": {"metrics": {"accuracy": {"value": 1.0}}}, "log": "x"}
+
+    monkeypatch.setattr(run_all, "run_one", run_one)
+    ctx = SimpleNamespace(out=tmp_path, probe_args={1: args}, run_all=run_all, settings=driver.SETTINGS["full"])
+    for key in ("IEMOCAP_ER/ECAPA", "VoxCeleb1_SV/Xvector"):
+        driver.probe_piece(ctx, "mhsa", 1, "pretrained", recipes[key])
+    iemocap, vox = commands
+    assert "--folds=[1,2]" in iemocap and "--number_of_epochs=10" in iemocap
+    assert not any(c.startswith("--folds") for c in vox)
+    assert "--train_subset=16" in iemocap and "--train_subset=16" in vox
+    assert args.set == ["train_subset=16"]
+    assert "IEMOCAP_ER/ECAPA folds=[1,2]" in driver.overrides_text(driver.SETTINGS["full"])
