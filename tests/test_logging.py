@@ -87,14 +87,20 @@ def test_pretraining_logs_steps_and_tensorboard(tiny_corpus, tmp_path):
 
 @pytest.mark.slow
 def test_fine_tuning_and_probes_log_loss_and_learning_rates(tiny_corpus, tiny_pretrained, tmp_path, mp3s_recipes):
+    """Step lines in the train log and, switched on, TensorBoard event files with the same steps."""
+    pytest.importorskip("tensorboard")
     finetune = load_script(REPO_ROOT / "recipes" / "finetune_ctc" / "train.py")
     ft_yaml = next((REPO_ROOT / "recipes" / "finetune_ctc" / "hparams").glob("finetune_ctc*.yaml"))
     out = tmp_path / "ft"
     finetune.main([str(ft_yaml), f"--pretrained_path={tiny_pretrained}", f"--data_folder={tiny_corpus}",
                    f"--output_folder={out}", "--test_splits=[test-clean]", "--progressbar=False", "--build_lm=False",
-                   "--head_hidden=32", "--max_batch_length=12", "--number_of_epochs=1", "--log_interval_steps=1"])
+                   "--head_hidden=32", "--max_batch_length=12", "--number_of_epochs=1", "--log_interval_steps=1",
+                   "--use_tensorboard=True"])
     steps = STEP_LINE.findall((out / "train_log.txt").read_text())
     assert steps and [int(s[0]) for s in steps] == list(range(1, len(steps) + 1))
+    scalars = tensorboard_scalars(out / "tensorboard")
+    assert [s for s, _ in scalars["loss/train_step"]] == [int(s[0]) for s in steps]
+    assert {"lr_head/train_step", "lr_encoder/train_step", "loss/train", "loss/valid"} <= set(scalars), set(scalars)
     assert {s[2] for s in steps} == {"lr_head"}  # two optimizers: one lr each
     assert all(re.search(r"lr_encoder: ", line) for line in (out / "train_log.txt").read_text().splitlines()
                if line.startswith("step:"))
@@ -102,8 +108,11 @@ def test_fine_tuning_and_probes_log_loss_and_learning_rates(tiny_corpus, tiny_pr
     probe_out = tmp_path / "probe"
     mp3s_recipes("SLURP_IC", "linear", probe_out, tiny_pretrained, tiny_corpus,
                  "--synthetic_splits={train: [train-clean-100], valid: [dev-clean], test: [test-clean]}",
-                 "--log_interval_steps=1")
+                 "--log_interval_steps=1", "--use_tensorboard=True")
     steps = STEP_LINE.findall((probe_out / "train_log.txt").read_text())
     assert steps and {s[2] for s in steps} == {"lr_probe"}  # MP3S: probe and layer-weight optimizers
+    scalars = tensorboard_scalars(probe_out / "tensorboard")
+    assert [s for s, _ in scalars["loss/train_step"]] == [int(s[0]) for s in steps]
+    assert {"lr_probe/train_step", "lr_weights/train_step", "loss/valid"} <= set(scalars), set(scalars)
     assert all(re.search(r"lr_weights: ", line) for line in (probe_out / "train_log.txt").read_text().splitlines()
                if line.startswith("step:"))
