@@ -255,10 +255,29 @@ CSV_COLUMNS = ["task", "probe", "metric", "direction", "unit", "mixer", "init", 
 
 
 def _cell(row: Optional[dict]) -> str:
+    """mean [low, high]: one decimal for percentages, four for unitless figures (minDCF ~0.01)."""
     if row is None:
         return "-"
-    ci = f" [{row['low']:.1f}, {row['high']:.1f}]" if row["low"] is not None else ""
-    return f"{row['mean']:.1f}{ci}"
+    digits = 1 if row.get("unit") == "%" else 4
+    ci = f" [{row['low']:.{digits}f}, {row['high']:.{digits}f}]" if row["low"] is not None else ""
+    return f"{row['mean']:.{digits}f}{ci}"
+
+
+def pieces_span(runner: PieceRunner) -> Optional[dict]:
+    """When the finished pieces ran, from their record files: the first one's start (its file's
+    time less its own duration), the last one's end, and the sum of the pieces' own times
+    (larger than the span when pieces ran in parallel); None if none has finished."""
+    ends, starts, total = [], [], 0.0
+    for name in runner.names:
+        if runner.finished(name):
+            end = runner.record_path(name).stat().st_mtime
+            seconds = float(runner.record(name).get("seconds", 0.0))
+            ends.append(end)
+            starts.append(end - seconds)
+            total += seconds
+    if not ends:
+        return None
+    return {"start": min(starts), "end": max(ends), "piece_seconds": total}
 
 
 def table_markdown(rows: List[dict], mixers: List[str]) -> str:
@@ -320,7 +339,7 @@ def overrides_text(settings: dict) -> str:
     return f", with {', '.join(parts)}" if parts else ""
 
 
-def write_report(ctx, runner: PieceRunner, started: float) -> Path:
+def write_report(ctx, runner: PieceRunner) -> Path:
     report = ctx.out / "report"
     report.mkdir(parents=True, exist_ok=True)
     rows = collect(ctx, runner)
@@ -345,11 +364,20 @@ def write_report(ctx, runner: PieceRunner, started: float) -> Path:
     for name, target in (("benchmark.png", "benchmark.png"), ("summary.md", "benchmark.md")):
         if (bench / name).is_file():
             shutil.copyfile(bench / name, report / target)
-    (report / "README.md").write_text(summary_text(ctx, runner, rows, table, curves, started))
+    (report / "README.md").write_text(summary_text(ctx, runner, rows, table, curves))
     return report
 
 
-def summary_text(ctx, runner, rows, table, curves, started) -> str:
+def _span_text(span: Optional[dict]) -> str:
+    if span is None:
+        return "."
+    stamp = lambda t: datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")  # noqa: E731
+    return (f", from {stamp(span['start'])} to {stamp(span['end'])}: {(span['end'] - span['start']) / 60:.0f} min of "
+            f"wall time ({span['piece_seconds'] / 60:.0f} min of the pieces' own times added up; a restart's "
+            "pause counts in the wall time).")
+
+
+def summary_text(ctx, runner, rows, table, curves) -> str:
     widths = ctx.widths or {}
     done = sum(runner.finished(n) for n in runner.names)
     score = wins(rows, ctx.mixers)
@@ -362,9 +390,8 @@ def summary_text(ctx, runner, rows, table, curves, started) -> str:
     lines = [
         "# Laptop-scale reproduction (synthetic corpus, tiny encoders)", "",
         f"Command: `{ctx.command}`", "",
-        f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} (started "
-        f"{datetime.datetime.fromtimestamp(started).strftime('%Y-%m-%d %H:%M')}); pieces finished: {done} of "
-        f"{len(runner.names)}; wall time of this invocation: {(time.time() - started) / 60:.0f} min.", "",
+        f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; pieces finished: {done} of "
+        f"{len(runner.names)}" + _span_text(pieces_span(runner)), "",
         f"Machine: {ctx.machine}", "",
         "## Setting", "",
         f"Mixers at one parameter-matched tiny size (`brq_tiny.yaml`: {ctx.tiny_desc}; d_model per mixer "
@@ -485,7 +512,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    started = time.time()
     settings = json.loads(json.dumps(SETTINGS["quick" if args.quick else "full"]))
     if args.steps is not None:
         settings["steps"] = args.steps
@@ -531,7 +557,7 @@ def main(argv=None) -> int:
     if args.report_only:
         runner.close()
         ctx.widths = runner.record("widths")["result"] if runner.finished("widths") else None
-        report = write_report(ctx, runner, started)
+        report = write_report(ctx, runner)
         print(f"report: {report}/README.md; {sum(runner.finished(n) for n in names)} of {len(names)} pieces finished")
         return 0
     try:
@@ -557,7 +583,7 @@ def main(argv=None) -> int:
                 runner.run("benchmark", lambda: benchmark_piece(ctx))
     finally:
         runner.close()
-    report = write_report(ctx, runner, started)
+    report = write_report(ctx, runner)
     missing = [n for n in names if not runner.finished(n)]
     print((report / "reproduction.md").read_text())
     print(f"report: {report}/README.md; {len(names) - len(missing)} of {len(names)} pieces finished"

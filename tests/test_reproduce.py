@@ -4,6 +4,7 @@
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,21 @@ def test_recipe_overrides_reach_only_their_recipe(tmp_path, monkeypatch):
     assert "--train_subset=16" in iemocap and "--train_subset=16" in vox
     assert args.set == ["train_subset=16"]
     assert "IEMOCAP_ER/ECAPA folds=[1,2]" in driver.overrides_text(driver.SETTINGS["full"])
+
+
+def test_table_cells_keep_unitless_figures_and_the_report_states_the_pieces_span(tmp_path):
+    driver = load_driver()
+    assert driver._cell({"mean": 18.61, "low": 17.04, "high": 20.1, "unit": "%"}) == "18.6 [17.0, 20.1]"
+    assert driver._cell({"mean": 0.0099, "low": 0.0098, "high": 0.01, "unit": ""}) == "0.0099 [0.0098, 0.0100]"
+    assert driver._cell(None) == "-"
+    runner = PieceRunner(tmp_path, ["a", "b", "c"], progress=False, log=lambda msg: None)
+    assert driver.pieces_span(runner) is None
+    runner.run("a", lambda: {})
+    runner.run("b", lambda: {})
+    for name, end, seconds in (("a", 1000.0, 100.0), ("b", 1600.0, 300.0)):  # b ran from 1300 s to 1600 s
+        path = runner.record_path(name)
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "seconds": seconds}))
+        os.utime(path, (end, end))
+    assert driver.pieces_span(runner) == {"start": 900.0, "end": 1600.0, "piece_seconds": 400.0}
+    assert ": 12 min of wall time (7 min of the pieces' own times" in driver._span_text(driver.pieces_span(runner))
