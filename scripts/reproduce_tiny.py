@@ -269,9 +269,10 @@ def pieces_span(runner: PieceRunner) -> Optional[dict]:
     (larger than the span when pieces ran in parallel); None if none has finished."""
     ends, starts, total = [], [], 0.0
     for name in runner.names:
-        if runner.finished(name):
+        record = runner.record(name)
+        if record is not None and record.get("status") == "ok":
             end = runner.record_path(name).stat().st_mtime
-            seconds = float(runner.record(name).get("seconds", 0.0))
+            seconds = float(record.get("seconds", 0.0))
             ends.append(end)
             starts.append(end - seconds)
             total += seconds
