@@ -24,7 +24,8 @@ SPLITS = "{train: [train-clean-100], valid: [dev-clean], test: [test-clean]}"
 TINY_CORPUS = {
     ("LibriSpeech_ASR", "BiLSTM"): {"test_splits": "[test-clean]", "lm_order": 2},
     ("LibriSpeech_ASR", "ContextNet"): {"test_splits": "[test-clean]", "build_lm": False},
-    ("CommonVoice_ASR", "linear"): {"synthetic_splits": SPLITS, "language": "eu"},
+    # the linear probe on MP3S's BPE units (--tiny uses characters; the BiLSTM case tests those)
+    ("CommonVoice_ASR", "linear"): {"synthetic_splits": SPLITS, "language": "eu", "token_type": "bpe"},
     ("CommonVoice_ASR", "BiLSTM"): {"synthetic_splits": SPLITS},
     ("VoxCeleb1_SV", "Xvector"): {"synthetic_options": "{num_test_speakers: 2, train_splits: [train-clean-100], "
                                                        "valid_splits: [dev-clean], test_splits: [test-clean, dev-clean]}"},
@@ -95,9 +96,14 @@ def test_probe_trains_and_writes_its_metric(task, probe, tmp_path, tiny_corpus, 
         assert result["num_trials"] == len((out / "manifests" / "trials.txt").read_text().splitlines())
     if task == "CommonVoice_ASR":
         assert result["task"] == f"{task} ({'eu' if probe == 'linear' else 'cy'})"
-        # MP3S: 100 SentencePiece BPE units trained on the training transcripts, <unk> as the blank
-        assert len(result["vocab"]) == 100 and result["vocab"][0] == "<unk>"
-        assert json.loads((out / "save" / "tokenizer.json").read_text())["type"] == "sentencepiece"
+        tokenizer = json.loads((out / "save" / "tokenizer.json").read_text())
+        if probe == "linear":  # MP3S: 100 SentencePiece BPE units trained on the training transcripts, <unk> the blank
+            assert len(result["vocab"]) == 100 and result["vocab"][0] == "<unk>"
+            assert tokenizer["type"] == "sentencepiece"
+        else:  # --tiny: the characters of the training transcripts, after the blank and the space
+            chars = set("".join(row["wrd"] for row in csv.DictReader(open(out / "manifests" / "train.csv"))))
+            assert tokenizer["type"] == "char" and result["vocab"][:2] == ["<blank>", " "]
+            assert set(result["vocab"][1:]) == chars | {" "} and len(result["vocab"]) == len(chars | {" "}) + 1
         report = json.loads((out / "wer_test.json").read_text())
         assert report["beam"]["beam_size"] == run_all.TINY[(task, probe)]["beam_size"] and report["beam"]["utterances"] == report["greedy"]["utterances"]
     if task == "LibriSpeech_ASR":
