@@ -3,9 +3,9 @@
 #   1. install the package and its pinned dependencies,
 #   2. build every mixer's base encoder (~95M parameters) and run it on real recordings,
 #   3. generate the synthetic espeak-ng corpus (LibriSpeech layout) if absent and pre-train a
-#      tiny BEST-RQ Conformer on it without dropout (checkpoint in results/brq_<mixer>_tiny/1000), then print its
-#      train / validation loss and masked-frame accuracy per epoch and plot them against the
-#      optimizer steps (results/demo/pretraining_curves.png),
+#      tiny BEST-RQ Conformer on it without dropout (checkpoint in results/brq_<mixer>_tiny/1000),
+#      then print its train / validation loss and masked-frame accuracy per epoch and plot them
+#      against the optimizer steps (results/demo/pretraining_curves.png),
 #   4. probe the frozen checkpoint and its random-initialised twin (same architecture, random
 #      weights) on the five synthetic MP3S tasks, one probe per task, and print the comparison:
 #      each metric with its 95% bootstrap interval over the test items
